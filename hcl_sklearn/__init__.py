@@ -1,0 +1,34 @@
+"""hcl-sklearn: heritable contrastive brain representations from paired T1/T2 MRI.
+
+The public estimators are imported lazily so that ``import hcl_sklearn`` stays
+fast and light (torch is only imported when a neural estimator is used).
+"""
+
+import importlib
+
+from ._version import __version__
+
+# public name -> submodule that defines it
+_LAZY = {
+    "MomentumContrastiveEmbedder": "contrastive",
+    "AutoencoderEmbedder": "autoencoder",
+    "ModalityPCA": "reduction",
+    "HeritabilityScorer": "heritability",
+    "genetic_correlation": "heritability",
+    "CrossModalGWAS": "gwas",
+    "PairedVolumes": "volumes",
+    "pairs_from_bids": "volumes",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module 'hcl_sklearn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
