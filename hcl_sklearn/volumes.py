@@ -170,6 +170,10 @@ def _nib():
     return nib
 
 
+def _one_line(exc):
+    return " ".join(str(exc).split())
+
+
 def _where(subject, modality, path=None):
     s = f"subject {subject!r}, {modality.upper()}"
     return f"{s} ({path})" if path is not None else s
@@ -191,7 +195,7 @@ def _load_header(path, where):
         shape = tuple(int(s) for s in img.shape)
     except Exception as exc:  # nibabel raises several types for damaged files
         raise VolumeError(
-            f"{where}: cannot be read as NIfTI ({type(exc).__name__}: {exc}). The file is "
+            f"{where}: cannot be read as NIfTI ({type(exc).__name__}: {_one_line(exc)}). The file is "
             "corrupt or truncated; re-export or re-download it."
         ) from exc
     while len(shape) > 3 and shape[-1] == 1:
@@ -211,7 +215,7 @@ def _read_nifti(path, where):
         data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as exc:
         raise VolumeError(
-            f"{where}: voxel data cannot be decoded ({type(exc).__name__}: {exc}). The file "
+            f"{where}: voxel data cannot be decoded ({type(exc).__name__}: {_one_line(exc)}). The file "
             "is corrupt or truncated; re-export it."
         ) from exc
     return data.reshape(shape)
