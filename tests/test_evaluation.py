@@ -1,0 +1,281 @@
+"""The evaluation protocol, checked against simulations with known truth and independent code."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from hcl_sklearn.evaluation import (
+    SubjectMismatchError,
+    age_prediction,
+    alignment_scores,
+    disorder_classification,
+    idp_association,
+    idp_omnibus,
+    split_modalities,
+)
+
+
+def _ids(n):
+    return pd.Index([f"sub-{i:04d}" for i in range(n)], name="subject_id")
+
+
+def _embedding(n, d, rng):
+    cols = [f"t1_{i:03d}" for i in range(d)] + [f"t2_{i:03d}" for i in range(d)]
+    return pd.DataFrame(rng.normal(size=(n, 2 * d)), index=_ids(n), columns=cols)
+
+
+# --------------------------------------------------------------------------- age
+def test_age_prediction_recovers_known_noise_level():
+    rng = np.random.default_rng(0)
+    n, sigma = 600, 2.0
+    X = _embedding(n, 4, rng)
+    age = pd.Series(60 + 8 * X["t1_000"] - 5 * X["t2_001"] + sigma * rng.normal(size=n),
+                    index=X.index)
+    res = age_prediction(X, age, estimators=["ridge"], test_size=0.25)
+    row = res.loc["ridge"]
+    # a correctly specified linear model: errors ~ N(0, sigma^2), so MAE -> sigma*sqrt(2/pi)
+    assert row["mae"] == pytest.approx(sigma * np.sqrt(2 / np.pi), rel=0.15)
+    assert row["rmse"] == pytest.approx(sigma, rel=0.15)
+    r_true = np.sqrt(89 / (89 + sigma ** 2))
+    assert row["pearson_r"] == pytest.approx(r_true, abs=0.03)
+    assert row["cv_r_mean"] == pytest.approx(r_true, abs=0.03)
+    assert row["n_train"] == 450 and row["n_test"] == 150
+
+
+def test_age_prediction_null_features_give_no_correlation():
+    rng = np.random.default_rng(1)
+    X = _embedding(400, 3, rng)
+    age = pd.Series(rng.normal(60, 7, size=400), index=X.index)
+    res = age_prediction(X, age, estimators={"ols-ish": __import__(
+        "sklearn.linear_model", fromlist=["Ridge"]).Ridge(alpha=1.0)})
+    assert abs(res.loc["ols-ish", "cv_r_mean"]) < 0.15
+    # predicting the mean: MAE close to the SD * sqrt(2/pi)
+    assert res.loc["ols-ish", "mae"] == pytest.approx(7 * np.sqrt(2 / np.pi), rel=0.2)
+
+
+def test_age_prediction_aligns_on_subject_ids():
+    rng = np.random.default_rng(2)
+    X = _embedding(100, 2, rng)
+    age = pd.Series(50 + 3 * X["t1_000"].to_numpy() + rng.normal(size=100), index=X.index)
+    a = age_prediction(X, age, estimators=["ridge"])
+    b = age_prediction(X, age.sample(frac=1, random_state=0), estimators=["ridge"])
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_age_prediction_metrics_match_sklearn_on_same_split():
+    from sklearn.linear_model import RidgeCV
+    from sklearn.metrics import mean_absolute_error
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(150, 6))
+    y = X @ rng.normal(size=6) + rng.normal(size=150)
+    res = age_prediction(X, y, estimators=["ridge"], random_state=7)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, random_state=7)
+    pred = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13))).fit(
+        Xtr, ytr).predict(Xte)
+    assert res.loc["ridge", "mae"] == pytest.approx(mean_absolute_error(yte, pred))
+    assert res.loc["ridge", "pearson_r"] == pytest.approx(stats.pearsonr(yte, pred)[0])
+
+
+def test_age_prediction_all_regressors_run():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(60, 3))
+    y = 2 * X[:, 0] + rng.normal(size=60)
+    res = age_prediction(X, y, estimators=["ridge", "lasso", "elasticnet", "svr", "rf", "gbm"],
+                         cv=3)
+    assert list(res.index) == ["ridge", "lasso", "elasticnet", "svr", "rf", "gbm"]
+    assert np.isfinite(res.to_numpy(dtype=float)).all()
+    assert (res["pearson_r"] > 0.5).all()
+
+
+def test_age_prediction_errors():
+    rng = np.random.default_rng(5)
+    X = _embedding(30, 2, rng)
+    age = pd.Series(rng.normal(size=30), index=X.index)
+    with pytest.raises(ValueError, match="unknown regressor"):
+        age_prediction(X, age, estimators=["xgboost"])
+    other = age.copy()
+    other.index = [f"x{i}" for i in range(28)] + list(age.index[:2])
+    with pytest.raises(SubjectMismatchError, match="2 matched"):
+        age_prediction(X, other)
+    bad = X.copy()
+    bad.iloc[3, 0] = np.nan
+    with pytest.raises(ValueError, match="missing or infinite"):
+        age_prediction(bad, age)
+    with pytest.raises(ValueError, match="different numbers of subjects"):
+        age_prediction(np.zeros((30, 2)), np.zeros(29))
+
+
+# --------------------------------------------------------------------------- disorders
+def test_disorder_classification_matches_sklearn_nested_cv():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(6)
+    n = 240
+    X = rng.normal(size=(n, 5))
+    y = (X[:, 0] - X[:, 1] + rng.normal(size=n) > 1.2).astype(int)  # ~20% cases
+    res = disorder_classification(X, y, penalties=("l2",), random_state=3)
+    assert list(res.index) == ["1", "2", "3", "mean"]
+    assert res.loc["mean", "roc_auc"] > 0.8
+
+    # independent nested CV written directly with scikit-learn
+    outer = StratifiedKFold(3, shuffle=True, random_state=3)
+    for k, (tr, te) in enumerate(outer.split(X, y), start=1):
+        search = GridSearchCV(
+            make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced",
+                                                               max_iter=2000)),
+            {"logisticregression__C": [0.01, 0.1, 1.0, 10.0]},
+            cv=StratifiedKFold(2, shuffle=True, random_state=3), scoring="roc_auc",
+        ).fit(X[tr], y[tr])
+        auc = roc_auc_score(y[te], search.predict_proba(X[te])[:, 1])
+        bacc = balanced_accuracy_score(y[te], search.predict(X[te]))
+        assert res.loc[str(k), "roc_auc"] == pytest.approx(auc, abs=1e-6)
+        assert res.loc[str(k), "balanced_accuracy"] == pytest.approx(bacc, abs=1e-6)
+        assert res.loc[str(k), "C"] == search.best_params_["logisticregression__C"]
+
+
+def test_disorder_classification_null_is_chance_and_grid_has_all_penalties():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(300, 6))
+    y = rng.random(300) < 0.3
+    res = disorder_classification(X, y)
+    assert abs(res.loc["mean", "roc_auc"] - 0.5) < 0.12
+    assert abs(res.loc["mean", "balanced_accuracy"] - 0.5) < 0.12
+    assert set(res["penalty"].iloc[:3]) <= {"l1", "l2", "none"}
+    assert res.loc["mean", "n_test"] == 300
+
+
+def test_disorder_classification_errors():
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(40, 3))
+    with pytest.raises(ValueError, match="exactly two classes"):
+        disorder_classification(X, np.zeros(40))
+    y = np.zeros(40)
+    y[:3] = 1
+    with pytest.raises(ValueError, match="smaller class has 3"):
+        disorder_classification(X, y)
+    with pytest.raises(ValueError, match="unknown penalty"):
+        disorder_classification(X, (np.arange(40) % 2), penalties=("l3",))
+
+
+# --------------------------------------------------------------------------- IDPs
+def _ols_pvalue(y, x, C):
+    D = np.column_stack([np.ones(len(y)), x, C])
+    beta, *_ = np.linalg.lstsq(D, y, rcond=None)
+    resid = y - D @ beta
+    df = len(y) - D.shape[1]
+    cov = resid @ resid / df * np.linalg.inv(D.T @ D)
+    t = beta[1] / np.sqrt(cov[1, 1])
+    return beta[1], t, 2 * stats.t.sf(abs(t), df)
+
+
+def test_idp_association_matches_per_pair_ols_with_missing_values():
+    rng = np.random.default_rng(9)
+    n = 150
+    X = _embedding(n, 3, rng)
+    cov = pd.DataFrame({"age": rng.normal(60, 5, n), "sex": rng.choice(["F", "M"], n)},
+                       index=X.index)
+    idps = pd.DataFrame({"gm_volume": 0.4 * X["t1_001"] + 0.05 * cov["age"] + rng.normal(size=n),
+                         "wmh": rng.normal(size=n)}, index=X.index)
+    X.iloc[5, 2] = np.nan  # a missing embedding value: dropped from that pair only
+    idps.iloc[7, 1] = np.nan
+    res = idp_association(X, idps, cov)
+    assert len(res) == 2 * 6
+    assert res.attrs["threshold"] == pytest.approx(0.05 / 12)
+    C = np.column_stack([cov["age"], (cov["sex"] == "M").astype(float)])
+    for _, row in res.iterrows():
+        y = idps[row["idp"]].to_numpy()
+        x = X[row["feature"]].to_numpy()
+        ok = np.isfinite(y) & np.isfinite(x)
+        beta, t, p = _ols_pvalue(y[ok], x[ok], C[ok])
+        assert row["beta"] == pytest.approx(beta, rel=1e-8)
+        assert row["t"] == pytest.approx(t, rel=1e-8)
+        assert row["pvalue"] == pytest.approx(p, rel=1e-6, abs=1e-300)
+        assert row["n"] == ok.sum()
+    sig = res.loc[res["significant"], ["idp", "feature"]].apply(tuple, axis=1).tolist()
+    assert sig == [("gm_volume", "t1_001")]
+
+
+def test_idp_omnibus_matches_nested_ols_f_test():
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(10)
+    n, d = 120, 6
+    X = rng.normal(size=(n, d))
+    C = rng.normal(size=(n, 2))
+    y = 0.3 * X[:, 0] + 0.2 * X[:, 3] + C @ [1.0, -0.5] + rng.normal(size=n)
+    res = idp_omnibus(X, y, C)
+    rss = {}
+    for name, D in (("reduced", C), ("full", np.column_stack([C, X]))):
+        fit = LinearRegression().fit(D, y)
+        rss[name] = ((y - fit.predict(D)) ** 2).sum()
+    df_den = n - (1 + 2 + d)
+    F = ((rss["reduced"] - rss["full"]) / d) / (rss["full"] / df_den)
+    row = res.iloc[0]
+    assert row["f_stat"] == pytest.approx(F, rel=1e-8)
+    assert row["pvalue"] == pytest.approx(stats.f.sf(F, d, df_den), rel=1e-8)
+    tss = ((y - y.mean()) ** 2).sum()
+    assert row["incremental_r2"] == pytest.approx((rss["reduced"] - rss["full"]) / tss)
+    assert row["df_num"] == d and row["df_den"] == df_den
+
+
+def test_idp_omnibus_null_pvalues_are_uniform():
+    rng = np.random.default_rng(11)
+    n = 80
+    X = rng.normal(size=(n, 5))
+    idps = rng.normal(size=(n, 400))  # 400 null IDPs
+    p = idp_omnibus(X, idps)["pvalue"].to_numpy()
+    assert 0.02 < np.mean(p < 0.05) < 0.09
+    assert stats.kstest(p, "uniform").pvalue > 0.001
+
+
+def test_idp_omnibus_needs_more_subjects_than_features():
+    rng = np.random.default_rng(12)
+    with pytest.raises(ValueError, match="more subjects than features"):
+        idp_omnibus(rng.normal(size=(10, 12)), rng.normal(size=10))
+
+
+# --------------------------------------------------------------------------- alignment
+def test_alignment_scores_separate_aligned_from_independent_pairs():
+    rng = np.random.default_rng(13)
+    n, d = 80, 6
+    Z = rng.normal(size=(n, d))
+    ids = _ids(n)
+    # a shared space (as the contrastive projection): T2 = T1 + noise
+    aligned = pd.DataFrame(np.hstack([Z, Z + 0.05 * rng.normal(size=(n, d))]), index=ids,
+                           columns=[f"t1_{i:03d}" for i in range(d)]
+                           + [f"t2_{i:03d}" for i in range(d)])
+    res = alignment_scores(aligned).iloc[0]
+    assert res["mean_cca_r"] > 0.99
+    assert res["top1"] > 0.9
+    assert res["linear_cka"] > 0.95 > 0.3 > res["linear_cka_shuffled"]
+    assert res["rbf_cka"] > res["rbf_cka_shuffled"]
+
+    # CCA and CKA are rotation invariant; retrieval (cosine in one space) is not
+    rot = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    rotated = aligned.copy()
+    rotated.iloc[:, d:] = aligned.iloc[:, d:].to_numpy() @ rot
+    res_rot = alignment_scores(rotated).iloc[0]
+    assert res_rot["mean_cca_r"] == pytest.approx(res["mean_cca_r"], abs=1e-6)
+    assert res_rot["linear_cka"] == pytest.approx(res["linear_cka"], abs=1e-6)
+
+    independent = _embedding(n, d, rng)
+    res0 = alignment_scores(independent).iloc[0]
+    assert res0["top1"] < 0.1
+    assert res0["linear_cka"] < 0.3
+    assert res0["median_rank"] > n / 4
+
+
+def test_split_modalities_errors():
+    with pytest.raises(TypeError, match="DataFrame"):
+        split_modalities(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="t1_\\* and t2_\\*"):
+        split_modalities(pd.DataFrame(np.zeros((3, 2)), columns=["a", "b"]))
