@@ -1,5 +1,15 @@
 """Genetics: genotype access (PLINK 1 via bed-reader), QC and the genomic relationship matrix."""
 
 from .genotypes import GenotypeFileError, Genotypes, SampleMismatchError
+from .grm import GRMError, check_grm, grm, load_grm, save_grm
 
-__all__ = ["GenotypeFileError", "Genotypes", "SampleMismatchError"]
+__all__ = [
+    "GRMError",
+    "GenotypeFileError",
+    "Genotypes",
+    "SampleMismatchError",
+    "check_grm",
+    "grm",
+    "load_grm",
+    "save_grm",
+]
