@@ -1,0 +1,285 @@
+"""Per-modality dimensionality reduction of embeddings: StandardScaler → IncrementalPCA.
+
+The reference implementation reduces the token embeddings of each modality
+separately: ``StandardScaler`` then ``IncrementalPCA(128)``, fitted on the T1
+columns alone and on the T2 columns alone, and sets values beyond 5 SD to missing.
+:class:`ModalityPCA` does exactly that as one transformer usable in a Pipeline after
+an embedder.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.decomposition import IncrementalPCA
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ModalityPCA", "modality_of"]
+
+
+def modality_of(feature_name):
+    """Modality prefix of a column name: the part before the first ``_`` (``''`` if none).
+
+    Examples
+    --------
+    >>> from hcl_sklearn.reduction import modality_of
+    >>> modality_of("t1_000"), modality_of("t2_pc017"), modality_of("age")
+    ('t1', 't2', '')
+    """
+    name = str(feature_name)
+    return name.split("_", 1)[0] if "_" in name else ""
+
+
+class ModalityPCA(TransformerMixin, BaseEstimator):
+    """StandardScaler → IncrementalPCA fitted separately on each modality's columns.
+
+    Columns are grouped by their prefix (the part of the name before the first
+    ``_``): ``t1_000 … t1_383`` form the T1 group, ``t2_…`` the T2 group, and any
+    other prefix its own group. Each group is standardised and reduced by its own
+    :class:`~sklearn.decomposition.IncrementalPCA`, as in the reference
+    implementation; the outputs are concatenated in the order the groups first
+    appear, named ``<prefix>_pc000, <prefix>_pc001, …``. Columns without a prefix
+    (and NumPy input, which has no column names) form one group named ``pc000…``.
+
+    Parameters
+    ----------
+    n_components : int or None, default=128
+        Components kept per modality (the reference keeps 128). It is clipped, with
+        a warning, to what the data allow: ``min(n_samples, n_features)`` of the
+        group. ``None`` keeps that maximum.
+    outlier_sd : float or None, default=None
+        If given (the reference uses 5.0), output values further than
+        ``outlier_sd`` standard deviations from the training mean of their
+        component are set to NaN. Mean and SD are those of the training scores,
+        so ``transform`` on new data applies the same cut-offs. Follow with an
+        imputer (e.g. :class:`~sklearn.impute.SimpleImputer`) before a model that
+        does not accept NaN.
+    batch_size : int or None, default=None
+        Rows per IncrementalPCA batch; ``None`` lets IncrementalPCA choose
+        (``5 * n_features``). Must be at least the number of components.
+    whiten : bool, default=False
+        Passed to IncrementalPCA: scale the components to unit variance.
+
+    Attributes
+    ----------
+    groups_ : dict of str to ndarray of int
+        Column indices of each modality group, in output order.
+    n_components_ : dict of str to int
+        Components kept per group (after clipping).
+    scalers_ : dict of str to StandardScaler
+    pcas_ : dict of str to IncrementalPCA
+    score_mean_, score_std_ : ndarray of shape (n_features_out,)
+        Mean and SD of each output column on the training data (used by
+        ``outlier_sd``).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Defined when ``X`` had string column names.
+
+    See Also
+    --------
+    hcl_sklearn.MomentumContrastiveEmbedder : produces the ``t1_…``/``t2_…`` columns.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from hcl_sklearn.reduction import ModalityPCA
+    >>> rng = np.random.default_rng(0)
+    >>> cols = [f"t1_{i:03d}" for i in range(6)] + [f"t2_{i:03d}" for i in range(6)]
+    >>> emb = pd.DataFrame(rng.normal(size=(20, 12)), columns=cols,
+    ...                    index=[f"sub-{i}" for i in range(20)])
+    >>> out = ModalityPCA(n_components=2).fit_transform(emb)
+    >>> list(out.columns), out.index[0]
+    (['t1_pc000', 't1_pc001', 't2_pc000', 't2_pc001'], 'sub-0')
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "outlier_sd": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "whiten": ["boolean"],
+    }
+
+    def __init__(self, n_components=128, outlier_sd=None, batch_size=None, whiten=False):
+        self.n_components = n_components
+        self.outlier_sd = outlier_sd
+        self.batch_size = batch_size
+        self.whiten = whiten
+
+    # ------------------------------------------------------------------ fitting
+    def _group_columns(self):
+        names = getattr(self, "feature_names_in_", None)
+        if names is None:
+            return {"": np.arange(self.n_features_in_)}
+        groups: dict[str, list[int]] = {}
+        for j, name in enumerate(names):
+            groups.setdefault(modality_of(name), []).append(j)
+        return {g: np.asarray(idx) for g, idx in groups.items()}
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit one StandardScaler and one IncrementalPCA per modality group.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            Embeddings; a DataFrame's column prefixes define the groups.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : ModalityPCA
+        """
+        self._fit(X)
+        return self
+
+    def fit_transform(self, X, y=None):
+        """Fit, then return the reduced training data (see :meth:`transform`)."""
+        return self.fit(X, y).transform(X)
+
+    def _fit(self, X):
+        ndim = getattr(X, "ndim", None)
+        if ndim is not None and ndim > 2:
+            raise ValueError(
+                f"ModalityPCA expects a 2-D table (n_subjects, n_features); got an array of "
+                f"shape {tuple(X.shape)}. Flatten token outputs first (X.reshape(len(X), -1)) "
+                "or use the embedder's pooled output."
+            )
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        n_samples = X.shape[0]
+        self.groups_ = self._group_columns()
+        self.n_components_, self.scalers_, self.pcas_ = {}, {}, {}
+        means, stds, clipped = [], [], []
+        for group, cols in self.groups_.items():
+            label = f"modality {group!r}" if group else "the unprefixed columns"
+            limit = min(n_samples, len(cols))
+            k = limit if self.n_components is None else self.n_components
+            if k > limit:
+                clipped.append(f"{label}: min(n_samples={n_samples}, "
+                               f"n_features={len(cols)}) = {limit}")
+                k = limit
+            if self.batch_size is not None and self.batch_size < k:
+                raise ValueError(
+                    f"batch_size={self.batch_size} is smaller than the {k} components of "
+                    f"{label}; IncrementalPCA needs at least n_components rows per batch. "
+                    f"Use batch_size >= {k} (or None)."
+                )
+            scaler = StandardScaler().fit(X[:, cols])
+            Z = scaler.transform(X[:, cols])
+            pca = IncrementalPCA(n_components=k, whiten=self.whiten, batch_size=self.batch_size)
+            scores = pca.fit_transform(Z)
+            logger.info("%s: %d columns -> %d components (%.1f%% of variance)", label,
+                        len(cols), k, 100 * float(np.sum(pca.explained_variance_ratio_)))
+            self.n_components_[group] = k
+            self.scalers_[group] = scaler
+            self.pcas_[group] = pca
+            means.append(scores.mean(axis=0))
+            stds.append(scores.std(axis=0))
+        if clipped:
+            warnings.warn(
+                f"n_components={self.n_components} is more than the data allow, so fewer "
+                f"components are kept for {'; '.join(clipped)}.",
+                UserWarning,
+                stacklevel=3,
+            )
+        self.score_mean_ = np.concatenate(means)
+        self.score_std_ = np.concatenate(stds)
+        return self
+
+    # ------------------------------------------------------------------ transform
+    def transform(self, X):
+        """Project each modality's columns on its own components.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            Same columns as in ``fit``.
+
+        Returns
+        -------
+        Xt : DataFrame or ndarray of shape (n_samples, sum(n_components_.values()))
+            A DataFrame (index of ``X``, columns :meth:`get_feature_names_out`) when
+            ``X`` is one, else an ndarray; ``set_output`` overrides this. Values
+            beyond ``outlier_sd`` are NaN.
+        """
+        check_is_fitted(self, "pcas_")
+        index = X.index if isinstance(X, pd.DataFrame) else None
+        Xv = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        out = np.hstack([
+            self.pcas_[g].transform(self.scalers_[g].transform(Xv[:, cols]))
+            for g, cols in self.groups_.items()
+        ])
+        if self.outlier_sd is not None:
+            z = np.abs(out - self.score_mean_) / np.where(self.score_std_ > 0,
+                                                           self.score_std_, np.inf)
+            out[z > self.outlier_sd] = np.nan
+        if index is not None:
+            return pd.DataFrame(out, index=index, columns=self.get_feature_names_out())
+        return out
+
+    def inverse_transform(self, X):
+        """Map reduced scores back to the (unstandardised) input columns.
+
+        NaN (outlier) entries are not recoverable; they are treated as 0 (the mean).
+        """
+        check_is_fitted(self, "pcas_")
+        Xt = np.asarray(X, dtype=np.float64)
+        total = sum(self.n_components_.values())
+        if Xt.ndim != 2 or Xt.shape[1] != total:
+            raise ValueError(
+                f"inverse_transform expects {total} columns (the output of transform); got "
+                f"shape {Xt.shape}."
+            )
+        Xt = np.nan_to_num(Xt, nan=0.0)
+        out = np.empty((Xt.shape[0], self.n_features_in_))
+        start = 0
+        for g, cols in self.groups_.items():
+            k = self.n_components_[g]
+            Z = self.pcas_[g].inverse_transform(Xt[:, start:start + k])
+            out[:, cols] = self.scalers_[g].inverse_transform(Z)
+            start += k
+        return out
+
+    def get_feature_names_out(self, input_features=None):
+        """Output names ``<prefix>_pc000 …`` per modality group (``pc000 …`` without prefix).
+
+        Parameters
+        ----------
+        input_features : array-like of str or None
+            Checked against ``feature_names_in_`` when given.
+
+        Returns
+        -------
+        names : ndarray of str
+        """
+        check_is_fitted(self, "pcas_")
+        if input_features is not None:
+            input_features = np.asarray(input_features, dtype=object)
+            expected = getattr(self, "feature_names_in_", None)
+            if expected is not None and not np.array_equal(input_features, expected):
+                raise ValueError("input_features is not equal to feature_names_in_.")
+            if len(input_features) != self.n_features_in_:
+                raise ValueError(
+                    f"input_features has {len(input_features)} names; expected "
+                    f"{self.n_features_in_}."
+                )
+        names = []
+        for g in self.groups_:
+            stem = f"{g}_pc" if g else "pc"
+            names += [f"{stem}{j:03d}" for j in range(self.n_components_[g])]
+        return np.asarray(names, dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.transformer_tags.preserves_dtype = ["float64"]
+        return tags

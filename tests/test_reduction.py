@@ -1,0 +1,186 @@
+"""ModalityPCA against sklearn's StandardScaler + IncrementalPCA applied per block by hand."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.decomposition import PCA, IncrementalPCA
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import RidgeCV
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from hcl_sklearn.reduction import ModalityPCA, modality_of
+
+
+def embeddings(n=60, d=10, seed=0, prefixes=("t1", "t2")):
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n, 3))
+    blocks, cols = [], []
+    for p in prefixes:
+        scale = rng.uniform(0.1, 20, size=d)  # very different column scales
+        blocks.append((latent @ rng.normal(size=(3, d)) + 0.3 * rng.normal(size=(n, d))) * scale)
+        cols += [f"{p}_{j:03d}" for j in range(d)]
+    return pd.DataFrame(np.hstack(blocks), columns=cols,
+                        index=pd.Index([f"sub-{i:03d}" for i in range(n)], name="subject_id"))
+
+
+def by_hand(df, prefix, k, batch_size=None, whiten=False):
+    block = df.filter(regex=f"^{prefix}_").to_numpy()
+    Z = StandardScaler().fit_transform(block)
+    return IncrementalPCA(n_components=k, batch_size=batch_size, whiten=whiten).fit_transform(Z)
+
+
+@pytest.mark.parametrize("batch_size, whiten", [(None, False), (16, False), (25, True)])
+def test_matches_scaler_and_incremental_pca_per_modality(batch_size, whiten):
+    df = embeddings()
+    out = ModalityPCA(n_components=4, batch_size=batch_size, whiten=whiten).fit_transform(df)
+    assert isinstance(out, pd.DataFrame)
+    assert out.index.equals(df.index)
+    np.testing.assert_allclose(out.filter(like="t1_").to_numpy(),
+                               by_hand(df, "t1", 4, batch_size, whiten), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(out.filter(like="t2_").to_numpy(),
+                               by_hand(df, "t2", 4, batch_size, whiten), rtol=1e-10, atol=1e-10)
+
+
+def test_differs_from_one_pca_on_all_columns():
+    # separate fitting is the point: a joint PCA mixes the modalities
+    df = embeddings()
+    sep = ModalityPCA(n_components=3).fit_transform(df).to_numpy()
+    joint = PCA(3).fit_transform(StandardScaler().fit_transform(df))
+    assert not np.allclose(np.abs(sep[:, :3]), np.abs(joint), atol=1e-3)
+
+
+def test_single_batch_is_exact_pca_up_to_sign():
+    df = embeddings(n=40)
+    out = ModalityPCA(n_components=3, batch_size=40).fit_transform(df).to_numpy()[:, :3]
+    ref = PCA(3).fit_transform(StandardScaler().fit_transform(df.filter(like="t1_")))
+    np.testing.assert_allclose(np.abs(out), np.abs(ref), rtol=1e-8, atol=1e-8)
+
+
+def test_feature_names_groups_and_order():
+    df = embeddings(d=5, prefixes=("t2", "t1", "flair"))
+    df["age"] = np.arange(len(df), dtype=float)  # no prefix -> its own unnamed group
+    df["sex"] = np.arange(len(df), dtype=float) % 2
+    red = ModalityPCA(n_components=2).fit(df)
+    assert list(red.groups_) == ["t2", "t1", "flair", ""]
+    expected = [f"{p}_pc{j:03d}" for p in ("t2", "t1", "flair") for j in range(2)]
+    assert list(red.get_feature_names_out()) == expected + ["pc000", "pc001"]
+    assert list(red.transform(df).columns) == expected + ["pc000", "pc001"]
+    assert modality_of("t1_pc003") == "t1"
+
+
+def test_columns_need_not_be_contiguous():
+    df = embeddings(d=6)
+    shuffled = df[list(df.columns[::2]) + list(df.columns[1::2])]
+    a = ModalityPCA(n_components=3).fit_transform(df)
+    b = ModalityPCA(n_components=3).fit_transform(shuffled)
+    # same columns per modality, different column order inside -> same components up to sign
+    np.testing.assert_allclose(np.abs(a.to_numpy()), np.abs(b.to_numpy()), rtol=1e-6, atol=1e-8)
+
+
+def test_n_components_clipped_with_warning():
+    df = embeddings(n=30, d=5)
+    with pytest.warns(UserWarning, match=r"n_components=128 is more than the data allow.*modality 't1'.*modality 't2'"):
+        red = ModalityPCA().fit(df)
+    assert red.n_components_ == {"t1": 5, "t2": 5}
+    assert red.transform(df).shape == (30, 10)
+    with pytest.warns(UserWarning, match=r"min\(n_samples=4, n_features=5\) = 4"):
+        assert ModalityPCA(n_components=10).fit(df.iloc[:4]).n_components_["t2"] == 4
+    red = ModalityPCA(n_components=None).fit(df)  # None = maximum, no warning
+    assert red.n_components_ == {"t1": 5, "t2": 5}
+
+
+def test_outlier_rule_sets_values_beyond_sd_to_nan():
+    df = embeddings(n=200, d=4)
+    df.iloc[7, :4] *= 40.0  # one subject's T1 is far out
+    plain = ModalityPCA(n_components=2).fit_transform(df)
+    red = ModalityPCA(n_components=2, outlier_sd=5.0).fit(df)
+    out = red.transform(df)
+    # hand computation: |score - mean| > 5 SD of the training scores, per column
+    z = (plain - plain.mean()) / plain.std(ddof=0)
+    expected = plain.mask(z.abs() > 5.0)
+    pd.testing.assert_frame_equal(out, expected)
+    assert np.isnan(out.iloc[7, 0])
+    assert out.isna().to_numpy().sum() >= 1
+    assert not out.iloc[:, 2:].isna().all().any()
+    # the training cut-offs apply to new data
+    new = df.iloc[:3].copy()
+    new.iloc[0, 4:] *= 1e3
+    assert out.columns.equals(red.transform(new).columns)
+    assert red.transform(new).iloc[0, 2:].isna().any()
+
+
+def test_set_output_pandas_on_numpy_and_default_on_frame():
+    df = embeddings(d=4)
+    X = df.to_numpy()
+    out = ModalityPCA(n_components=2).set_output(transform="pandas").fit_transform(X)
+    assert list(out.columns) == ["pc000", "pc001"]  # numpy input has no prefixes: one group
+    out = ModalityPCA(n_components=2).set_output(transform="pandas").fit_transform(df)
+    assert out.index.equals(df.index) and out.columns[0] == "t1_pc000"
+    assert isinstance(ModalityPCA(n_components=2).fit_transform(X), np.ndarray)
+
+
+def test_inverse_transform_recovers_low_rank_data():
+    rng = np.random.default_rng(1)
+    L = rng.normal(size=(50, 2))
+    df = pd.DataFrame(np.hstack([L @ rng.normal(size=(2, 6)), L @ rng.normal(size=(2, 5))]),
+                      columns=[f"t1_{i}" for i in range(6)] + [f"t2_{i}" for i in range(5)])
+    red = ModalityPCA(n_components=2).fit(df)
+    np.testing.assert_allclose(red.inverse_transform(red.transform(df)), df.to_numpy(),
+                               atol=1e-8)
+    with pytest.raises(ValueError, match="expects 4 columns"):
+        red.inverse_transform(np.zeros((2, 3)))
+
+
+def test_in_pipeline_with_cross_val_score():
+    df = embeddings(n=80)
+    y = df.iloc[:, 0] / df.iloc[:, 0].std() + np.random.default_rng(2).normal(size=80) * 0.1
+    pipe = make_pipeline(ModalityPCA(n_components=3, outlier_sd=5.0), SimpleImputer(),
+                         RidgeCV())
+    scores = cross_val_score(pipe, df, y, cv=4, scoring="r2")
+    assert scores.mean() > 0.8
+
+
+def test_clone_and_pickle():
+    df = embeddings()
+    red = ModalityPCA(n_components=3, outlier_sd=4.0).fit(df)
+    c = clone(red)
+    assert c.get_params() == red.get_params() and not hasattr(c, "pcas_")
+    again = pickle.loads(pickle.dumps(red))
+    pd.testing.assert_frame_equal(again.transform(df), red.transform(df))
+
+
+@pytest.mark.parametrize(
+    "params, X, exc, match",
+    [
+        ({"n_components": 0}, None, ValueError, "n_components"),
+        ({"outlier_sd": -1.0}, None, ValueError, "outlier_sd"),
+        ({"batch_size": 2, "n_components": 3}, None, ValueError, "batch_size=2 is smaller"),
+        ({}, np.zeros((5, 3, 2)), ValueError, r"2-D table .* shape \(5, 3, 2\). Flatten"),
+        ({}, np.full((5, 3), np.nan), ValueError, "NaN"),
+    ],
+)
+def test_bad_input(params, X, exc, match):
+    X = embeddings(d=4) if X is None else X
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with pytest.raises(exc, match=match):
+            ModalityPCA(**params).fit(X)
+
+
+def test_transform_with_other_columns_raises():
+    df = embeddings(d=4)
+    red = ModalityPCA(n_components=2).fit(df)
+    with pytest.raises(ValueError, match="feature names"):
+        red.transform(df.rename(columns={"t1_000": "t3_000"}))
+
+
+@parametrize_with_checks([ModalityPCA(n_components=2)])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
