@@ -1,0 +1,24 @@
+"""Genome-wide association of embedding dimensions, loci per modality and their overlap.
+
+* :class:`CrossModalGWAS` - the estimator (exact OLS for every SNP x phenotype).
+* :mod:`.association` - the OLS kernel and the exact log p-value of Student's t.
+* :mod:`.loci` - LD clumping, padding, merging, T1/T2 overlap.
+* :mod:`.plotting` - Manhattan, Miami and QQ plots.
+* :mod:`.sumstats` - GWAS-SSF-style tables and their writers.
+"""
+
+from .association import RankDeficientCovariatesError, ols_association, t_log_pvalue
+from .estimator import CrossModalGWAS
+from .loci import LociOverlap, clump, loci_from_clumps, merge_intervals, overlap_loci
+
+__all__ = [
+    "CrossModalGWAS",
+    "LociOverlap",
+    "RankDeficientCovariatesError",
+    "clump",
+    "loci_from_clumps",
+    "merge_intervals",
+    "ols_association",
+    "overlap_loci",
+    "t_log_pvalue",
+]

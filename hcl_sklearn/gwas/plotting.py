@@ -1,0 +1,163 @@
+"""Manhattan, Miami and QQ plots of summary statistics (matplotlib; each returns the Figure)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["manhattan", "miami", "qq"]
+
+_COLORS = ("#1f4e79", "#6fa8dc")
+
+
+def _chrom_key(c):
+    c = str(c)
+    return (0, int(c), "") if c.isdigit() else (1, 0, c)
+
+
+def _genome_x(table):
+    """Cumulative x position of each SNP (chromosomes in natural order), tick centres."""
+    chrom = table["chromosome"].astype(str).to_numpy()
+    pos = table["base_pair_location"].to_numpy(dtype=np.float64)
+    x = np.empty(len(pos))
+    ticks, labels, parity = [], [], np.zeros(len(pos), dtype=int)
+    offset = 0.0
+    for k, c in enumerate(sorted(pd.unique(chrom), key=_chrom_key)):
+        m = chrom == c
+        lo, hi = pos[m].min(), pos[m].max()
+        x[m] = offset + pos[m] - lo
+        ticks.append(offset + (hi - lo) / 2)
+        labels.append(c)
+        parity[m] = k % 2
+        offset += hi - lo + max(1e6, 0.01 * (hi - lo))
+    return x, parity, ticks, labels
+
+
+def _new_ax(ax, figsize):
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+    return ax.figure, ax
+
+
+def manhattan(table, threshold=None, ax=None, title=None, sign=1.0):
+    """Manhattan plot.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Columns ``chromosome, base_pair_location`` and ``neg_log10_p`` (or ``p_value``).
+    threshold : float, optional
+        p-value of the significance line.
+    ax : matplotlib Axes, optional
+    title : str, optional
+    sign : {1, -1}
+        -1 draws downwards (used by :func:`miami`).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"chromosome": ["1", "1", "2"], "base_pair_location": [1, 5, 3],
+    ...                   "p_value": [0.5, 1e-9, 0.01]})
+    >>> fig = manhattan(t, threshold=5e-8)
+    >>> len(fig.axes)
+    1
+    """
+    fig, ax = _new_ax(ax, (10, 3.5))
+    nlp = (table["neg_log10_p"].to_numpy(dtype=np.float64) if "neg_log10_p" in table
+           else -np.log10(table["p_value"].to_numpy(dtype=np.float64)))
+    ok = np.isfinite(nlp)
+    x, parity, ticks, labels = _genome_x(table)
+    for k in (0, 1):
+        m = ok & (parity == k)
+        ax.scatter(x[m], sign * nlp[m], s=4, c=_COLORS[k], linewidths=0, rasterized=True)
+    if threshold is not None:
+        ax.axhline(sign * -np.log10(threshold), color="#c00000", lw=0.8, ls="--")
+    ax.set_xticks(ticks)
+    ax.set_xticklabels(labels)
+    ax.set_xlabel("chromosome")
+    ax.set_ylabel(r"$-\log_{10} p$")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def miami(top, bottom, labels=("t1", "t2"), thresholds=(None, None), ax=None):
+    """Miami plot: ``top`` table upwards, ``bottom`` table downwards, shared x axis.
+
+    Parameters
+    ----------
+    top, bottom : pandas.DataFrame
+        As for :func:`manhattan`.
+    labels : tuple of str
+    thresholds : tuple of float or None
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, ax = _new_ax(ax, (10, 5))
+    both = pd.concat([top.assign(_side=0), bottom.assign(_side=1)], ignore_index=True)
+    x, parity, ticks, tick_labels = _genome_x(both)
+    nlp = (both["neg_log10_p"].to_numpy(dtype=np.float64) if "neg_log10_p" in both
+           else -np.log10(both["p_value"].to_numpy(dtype=np.float64)))
+    side = both["_side"].to_numpy()
+    for s, sign in ((0, 1.0), (1, -1.0)):
+        for k in (0, 1):
+            m = np.isfinite(nlp) & (side == s) & (parity == k)
+            ax.scatter(x[m], sign * nlp[m], s=4, c=_COLORS[k], linewidths=0,
+                       rasterized=True)
+        if thresholds[s] is not None:
+            ax.axhline(sign * -np.log10(thresholds[s]), color="#c00000", lw=0.8, ls="--")
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels(tick_labels)
+    ax.set_xlabel("chromosome")
+    ax.set_ylabel(rf"$-\log_{{10}} p$   ({labels[0]} up, {labels[1]} down)")
+    yt = ax.get_yticks()
+    ax.set_yticks(yt)
+    ax.set_yticklabels([f"{abs(v):g}" for v in yt])
+    return fig
+
+
+def qq(neg_log10_p, lambda_gc=None, ax=None, title=None):
+    """QQ plot of observed vs expected ``-log10 p`` under the uniform null.
+
+    Parameters
+    ----------
+    neg_log10_p : array-like
+    lambda_gc : float, optional
+        Shown in the legend.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fig = qq(-np.log10(np.random.default_rng(0).uniform(size=500)), lambda_gc=1.0)
+    >>> fig.axes[0].get_legend().get_texts()[0].get_text()
+    'λGC = 1.000'
+    """
+    fig, ax = _new_ax(ax, (4.5, 4.5))
+    obs = np.asarray(neg_log10_p, dtype=np.float64)
+    obs = np.sort(obs[np.isfinite(obs)])[::-1]
+    n = obs.size
+    exp = -np.log10((np.arange(1, n + 1) - 0.5) / n)
+    label = f"λGC = {lambda_gc:.3f}" if lambda_gc is not None else None
+    ax.scatter(exp, obs, s=5, c=_COLORS[0], linewidths=0, label=label, rasterized=True)
+    lim = exp.max() if n else 1.0
+    ax.plot([0, lim], [0, lim], color="#c00000", lw=0.8)
+    ax.set_xlabel(r"expected $-\log_{10} p$")
+    ax.set_ylabel(r"observed $-\log_{10} p$")
+    if label:
+        ax.legend(loc="upper left", frameon=False)
+    if title:
+        ax.set_title(title)
+    return fig
