@@ -1,5 +1,7 @@
 """Data sets: the vendored real 1000 Genomes chr22 genotypes and the paired-cohort simulator."""
 
 from ._base import get_1000g_chr22, get_ukb_height_sumstats
+from .bids import write_cohort
+from .cohort import make_paired_cohort
 
-__all__ = ["get_1000g_chr22", "get_ukb_height_sumstats"]
+__all__ = ["get_1000g_chr22", "get_ukb_height_sumstats", "make_paired_cohort", "write_cohort"]

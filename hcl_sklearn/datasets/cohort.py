@@ -1,0 +1,351 @@
+"""``make_paired_cohort``: a simulated biobank cohort with known truth.
+
+Subjects get real-LD genotypes (:mod:`.genotypes`), age, sex, a disorder label, and latent
+factors; the factors deform the real MNI152 anatomy (:mod:`.anatomy`) and set
+modality-specific contrast (:mod:`.contrast`), giving paired T1/T2 volumes.
+
+Latent factors (``b.truth.factors`` lists them):
+
+========================  ===========  ============  ============================================
+name                      kind         modalities    what it does
+========================  ===========  ============  ============================================
+``shape_1`` ...           heritable    t1, t2        regional volume change at a fixed brain
+                                                     location + a smooth whole-brain shape change
+``t1_myelin``             heritable    t1            white-matter T1 brightness (front-to-back)
+``t2_wmh``                heritable    t2            periventricular WM hyperintensity load
+``age``                   age          t1, t2        ventricle enlargement, cortical thinning
+``disorder``              disorder     t1, t2        hippocampal shrinkage, ventricle enlargement
+``noise_1`` ...           noise        t1, t2        non-genetic smooth shape variation
+========================  ===========  ============  ============================================
+
+A heritable factor is ``sqrt(h2) g + sqrt(1 - h2) e``: ``g`` = standardized genotypes of its
+``n_causal`` causal SNPs (drawn among SNPs with sample MAF >= 0.05) times N(0, 1) effects,
+standardized on the sample; ``e`` = N(0, 1) noise made orthogonal to ``g`` and standardized,
+so the realised h2 (``var(g part) / var(factor)`` on the sample) equals the request exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+
+import numpy as np
+import pandas as pd
+from sklearn.utils import Bunch, check_random_state
+
+from . import anatomy, contrast
+from .genotypes import GENOTYPE_MODELS, simulate_genotypes
+
+logger = logging.getLogger(__name__)
+
+AGE_MEAN, AGE_SD, AGE_RANGE = 63.0, 7.5, (45.0, 82.0)
+CAUSAL_MIN_MAF = 0.05
+_CHUNK = 32
+
+__all__ = ["make_paired_cohort"]
+
+
+def _check_h2(value, name, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a heritability in [0, 1]"
+                         f"{' or None to leave the factor out' if allow_none else ''}; "
+                         f"got {value!r}.")
+    return float(value)
+
+
+def _check_int(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    return int(value)
+
+
+def _seed_sequence(random_state):
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        return np.random.SeedSequence(int(random_state))
+    rs = check_random_state(random_state)  # None, RandomState; raises on anything else
+    return np.random.SeedSequence(int(rs.randint(np.iinfo(np.int32).max)))
+
+
+def _standardize(G):
+    G = np.asarray(G, dtype=np.float64)
+    mu = G.mean(axis=0)
+    sd = G.std(axis=0)
+    sd[sd == 0] = 1.0
+    return (G - mu) / sd, mu, sd
+
+
+def _ancestry_pcs(G, n_pcs, seed):
+    """Top ``n_pcs`` principal components of the standardized genotypes (scores, unit SD)."""
+    from sklearn.utils.extmath import randomized_svd
+
+    if n_pcs == 0:
+        return np.zeros((G.shape[0], 0))
+    Z = _standardize(G)[0].astype(np.float32)
+    k = min(n_pcs, min(Z.shape) - 1)
+    U, S, _ = randomized_svd(Z, k, random_state=seed)
+    pcs = U * S
+    pcs = pcs / pcs.std(axis=0)
+    if k < n_pcs:
+        pcs = np.hstack([pcs, np.zeros((G.shape[0], n_pcs - k))])
+    return pcs
+
+
+def _heritable_factor(G, maf, rng, n_causal, h2):
+    """One heritable factor: values, genetic part, causal indices and effects."""
+    candidates = np.flatnonzero(maf >= CAUSAL_MIN_MAF)
+    if n_causal > len(candidates):
+        raise ValueError(f"n_causal={n_causal} exceeds the {len(candidates)} SNPs with sample "
+                         f"MAF >= {CAUSAL_MIN_MAF}; use a smaller n_causal.")
+    idx = np.sort(rng.choice(candidates, n_causal, replace=False))
+    Z, mu, sd = _standardize(G[:, idx])
+    beta = rng.standard_normal(n_causal)
+    g = Z @ beta
+    g_sd = g.std()
+    g = (g - g.mean()) / g_sd
+    e = rng.standard_normal(len(g))
+    e = e - e.mean()
+    e = e - (e @ g) / (g @ g) * g
+    e = e / e.std()
+    genetic = np.sqrt(h2) * g
+    value = genetic + np.sqrt(1.0 - h2) * e
+    beta_std = np.sqrt(h2) * beta / g_sd  # factor units per SD of genotype
+    return value, genetic, idx, beta_std, beta_std / sd
+
+
+def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_causal=50,
+                       h2=0.5, h2_t1_only=0.4, h2_t2_only=0.4, n_noise=2, prevalence=0.2,
+                       n_pcs=10, genotype_model="mosaic", segment_cm=2.0, min_maf=0.01,
+                       noise_level=0.03, bias_strength=0.1, return_tissues=False,
+                       return_displacement=False, random_state=None, verbose=0):
+    """Simulate a cohort of paired T1/T2 brain volumes with genotypes and known truth.
+
+    Parameters
+    ----------
+    n_subjects : int, default=200
+    shape : tuple of 3 int or None, default=(32, 40, 32)
+        Grid of the volumes, covering the MNI152 field of view (182 x 218 x 182 mm; use
+        ``(182, 218, 182)`` for 1 mm). ``None`` skips the images (``X`` is ``None``): a fast
+        genetic-only cohort with the same genotypes and factors as with images.
+    n_heritable : int, default=3
+        Number of heritable shape factors seen in both modalities.
+    n_causal : int, default=50
+        Causal SNPs per heritable factor.
+    h2 : float or sequence of float, default=0.5
+        Heritability of the shape factors (one value, or one per factor).
+    h2_t1_only, h2_t2_only : float or None, default=0.4
+        Heritability of the T1-only (white-matter T1 brightness) and T2-only (white-matter
+        hyperintensity load) factors; ``None`` leaves the factor out.
+    n_noise : int, default=2
+        Non-genetic shape factors.
+    prevalence : float, default=0.2
+        Disorder prevalence at the mean age (older subjects are more often affected).
+    n_pcs : int, default=10
+        Ancestry principal components (of the simulated genotypes) in ``covariates``.
+    genotype_model : {'mosaic', 'independent'}, default='mosaic'
+        ``'mosaic'`` resamples segments of the real 1000 Genomes panel (real LD);
+        ``'independent'`` draws SNPs independently (no LD).
+    segment_cm : float, default=2.0
+        Mean mosaic segment length in cM.
+    min_maf : float, default=0.01
+        SNPs below this minor allele frequency in the panel are dropped.
+    noise_level : float, default=0.03
+        Rician noise SD relative to the brightest tissue.
+    bias_strength : float, default=0.1
+        SD of the log bias field.
+    return_tissues : bool, default=False
+        Also return the warped tissue fractions ``tissues`` (n, 3, D, H, W), channels
+        ``('gm', 'wm', 'csf')``.
+    return_displacement : bool, default=False
+        Also return the displacement fields ``displacement`` (n, 3, D, H, W) in mm
+        (the subject's tissue at ``x`` is the template's at ``x + u(x)``).
+    random_state : int, RandomState instance or None, default=None
+        Same value, same cohort.
+    verbose : int, default=0
+        Progress bar over subjects when > 0.
+
+    Returns
+    -------
+    bunch : sklearn.utils.Bunch
+        ``X`` (float32, (n, 2, D, H, W), channel 0 T1, 1 T2, background 0, or None),
+        ``subject_ids`` (Index of str, also the genotype IIDs), ``genotypes``
+        (int8 (n, m), counts of ``snps.a1``), ``snps`` (DataFrame: chrom, pos, id,
+        variant_id, cm, a1, a2, panel_af), ``covariates`` (DataFrame indexed by subject:
+        age, sex (1 male, 0 female), PC1..PCk), ``age`` and ``disorder`` (Series),
+        ``affine`` (4 x 4, RAS mm), ``truth`` (Bunch: ``factors`` table with kind,
+        modalities, effect, requested and realised h2; ``factor_values`` and
+        ``genetic_values`` DataFrames; ``causal`` DataFrame of causal SNPs and effects;
+        ``deformation_scale`` Series, < 1 where a subject's deformation was shrunk to stay
+        invertible), and ``tissues`` / ``displacement`` when asked.
+
+    Examples
+    --------
+    >>> from hcl_sklearn.datasets import make_paired_cohort
+    >>> b = make_paired_cohort(n_subjects=4, shape=(16, 20, 16), random_state=0)
+    >>> b.X.shape, b.genotypes.shape[0], list(b.covariates.columns[:3])
+    ((4, 2, 16, 20, 16), 4, ['age', 'sex', 'PC1'])
+    >>> b.truth.factors.loc["t2_wmh", "modalities"]
+    ('t2',)
+    """
+    n = _check_int(n_subjects, "n_subjects", 2)
+    if shape is not None:
+        shape = anatomy._check_shape(shape)
+    n_heritable = _check_int(n_heritable, "n_heritable", 0)
+    n_noise = _check_int(n_noise, "n_noise", 0)
+    n_causal = _check_int(n_causal, "n_causal", 1)
+    n_pcs = _check_int(n_pcs, "n_pcs", 0)
+    if isinstance(h2, numbers.Real):
+        h2s = [_check_h2(h2, "h2")] * n_heritable
+    else:
+        h2s = [_check_h2(v, "h2") for v in h2]
+        if len(h2s) != n_heritable:
+            raise ValueError(f"h2 has {len(h2s)} values for n_heritable={n_heritable} shape "
+                             "factors; pass one float or one value per factor.")
+    h2_t1 = _check_h2(h2_t1_only, "h2_t1_only", allow_none=True)
+    h2_t2 = _check_h2(h2_t2_only, "h2_t2_only", allow_none=True)
+    if not isinstance(prevalence, numbers.Real) or not 0 < prevalence < 1:
+        raise ValueError(f"prevalence must be in (0, 1); got {prevalence!r}.")
+    if genotype_model not in GENOTYPE_MODELS:
+        raise ValueError(f"genotype_model must be one of {GENOTYPE_MODELS}; got "
+                         f"{genotype_model!r}.")
+    for name, val in (("noise_level", noise_level), ("bias_strength", bias_strength)):
+        if not isinstance(val, numbers.Real) or val < 0:
+            raise ValueError(f"{name} must be a number >= 0; got {val!r}.")
+
+    seeds = _seed_sequence(random_state).spawn(4)
+    rng_geno, rng_pheno, rng_img, rng_pc = (np.random.default_rng(s) for s in seeds)
+
+    # -- genotypes and demographics -------------------------------------------------------
+    G, snps = simulate_genotypes(n, genotype_model, segment_cm=segment_cm, min_maf=min_maf,
+                                 random_state=rng_geno)
+    width = max(4, len(str(n)))
+    ids = pd.Index([f"S{i + 1:0{width}d}" for i in range(n)], name="subject_id")
+    af = G.mean(axis=0) / 2.0
+    maf = np.minimum(af, 1 - af)
+
+    age = np.clip(rng_pheno.normal(AGE_MEAN, AGE_SD, n), *AGE_RANGE)
+    age_z = (age - AGE_MEAN) / AGE_SD
+    sex = rng_pheno.integers(0, 2, n)
+    logit = np.log(prevalence / (1 - prevalence)) + 0.4 * age_z
+    disorder = (rng_pheno.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
+    severity = np.clip(1.0 + 0.25 * rng_pheno.standard_normal(n), 0.0, None)
+
+    # -- latent factors ---------------------------------------------------------------------
+    rows, values, genetic, causal = [], {}, {}, []
+    specs = [(f"shape_{k + 1}", h, ("t1", "t2"), "deformation") for k, h in enumerate(h2s)]
+    if h2_t1 is not None:
+        specs.append(("t1_myelin", h2_t1, ("t1",), "t1_wm_intensity"))
+    if h2_t2 is not None:
+        specs.append(("t2_wmh", h2_t2, ("t2",), "t2_wm_hyperintensity"))
+    for name, h, mods, effect in specs:
+        val, gen, idx, b_std, b_allele = _heritable_factor(G, maf, rng_pheno, n_causal, h)
+        values[name], genetic[name] = val, gen
+        realised = float(gen.var() / val.var())
+        rows.append(dict(name=name, kind="heritable", modalities=mods, effect=effect,
+                         h2=h, realised_h2=realised, n_causal=n_causal))
+        causal.append(pd.DataFrame({"factor": name, "snp_index": idx,
+                                    "variant_id": snps["id"].to_numpy()[idx],
+                                    "beta_std": b_std, "beta_allele": b_allele}))
+    values["age"] = age_z
+    rows.append(dict(name="age", kind="age", modalities=("t1", "t2"), effect="deformation",
+                     h2=np.nan, realised_h2=np.nan, n_causal=0))
+    values["disorder"] = disorder * severity
+    rows.append(dict(name="disorder", kind="disorder", modalities=("t1", "t2"),
+                     effect="deformation", h2=np.nan, realised_h2=np.nan, n_causal=0))
+    for k in range(n_noise):
+        values[f"noise_{k + 1}"] = rng_pheno.standard_normal(n)
+        rows.append(dict(name=f"noise_{k + 1}", kind="noise", modalities=("t1", "t2"),
+                         effect="deformation", h2=0.0, realised_h2=np.nan, n_causal=0))
+    factors = pd.DataFrame(rows).set_index("name")
+    factor_values = pd.DataFrame(values, index=ids)
+    causal = (pd.concat(causal, ignore_index=True) if causal else
+              pd.DataFrame(columns=["factor", "snp_index", "variant_id", "beta_std",
+                                    "beta_allele"]))
+
+    pcs = _ancestry_pcs(G, n_pcs, int(rng_pc.integers(2**31 - 1)))
+    covariates = pd.DataFrame({"age": age, "sex": sex}, index=ids)
+    for k in range(n_pcs):
+        covariates[f"PC{k + 1}"] = pcs[:, k]
+
+    bunch = Bunch(
+        X=None, subject_ids=ids, genotypes=G, snps=snps.drop(columns=[]),
+        covariates=covariates, age=pd.Series(age, index=ids, name="age"),
+        disorder=pd.Series(disorder, index=ids, name="disorder"),
+        sex=pd.Series(sex, index=ids, name="sex"),
+        affine=None if shape is None else anatomy.affine_for_shape(shape),
+        truth=Bunch(factors=factors, factor_values=factor_values,
+                    genetic_values=pd.DataFrame(genetic, index=ids), causal=causal,
+                    deformation_scale=pd.Series(1.0, index=ids, name="deformation_scale")),
+        DESCR=__doc__,
+    )
+    if shape is not None:
+        _render_images(bunch, shape, rng_img, noise_level=float(noise_level),
+                       bias_strength=float(bias_strength), return_tissues=return_tissues,
+                       return_displacement=return_displacement, verbose=verbose)
+    return bunch
+
+
+def _render_images(bunch, shape, rng, *, noise_level, bias_strength, return_tissues,
+                   return_displacement, verbose):
+    from tqdm.auto import tqdm
+
+    factors = bunch.truth.factors
+    fv = bunch.truth.factor_values
+    deform = factors.index[factors["effect"] == "deformation"]
+    basis = anatomy.factor_basis(tuple(factors.loc[deform, "kind"]))
+    F = fv[deform].to_numpy(dtype=np.float32)
+    t1_f = fv["t1_myelin"].to_numpy() if "t1_myelin" in fv else np.zeros(len(fv))
+    t2_f = fv["t2_wmh"].to_numpy() if "t2_wmh" in fv else np.zeros(len(fv))
+    age_z = fv["age"].to_numpy()
+    maps = anatomy.template_tissues(shape)
+    patterns = anatomy.spatial_patterns(shape)
+    n = len(fv)
+    X = np.empty((n, 2, *shape), dtype=np.float32)
+    tissues = np.empty((n, 3, *shape), dtype=np.float32) if return_tissues else None
+    disp = np.empty((n, 3, *shape), dtype=np.float32) if return_displacement else None
+    scales = np.ones(n)
+    src = (maps["gm"], maps["wm"], maps["mask"])
+    with tqdm(total=n, desc="simulating subjects", disable=not verbose) as bar:
+        for start in range(0, n, _CHUNK):
+            stop = min(start + _CHUNK, n)
+            u_ctrl = np.tensordot(F[start:stop], basis, axes=1)
+            bound = anatomy.gradient_bound(u_ctrl)
+            scale = np.minimum(1.0, anatomy.MAX_GRADIENT / np.maximum(bound, 1e-12))
+            scales[start:stop] = scale
+            u_ctrl *= scale.astype(np.float32)[:, None, None, None, None]
+            u = anatomy.upsample_fields(u_ctrl, shape)
+            for j, i in enumerate(range(start, stop)):
+                gm, wm, mask = anatomy.warp_maps(src, u[j])
+                brain = mask >= 0.5
+                gm = np.clip(gm, 0, 1)
+                wm = np.clip(wm, 0, 1)
+                csf = np.clip(mask - gm - wm, 0, 1)
+                # age-related cortical thinning: outer grey matter turns into CSF
+                loss = np.clip(0.05 * (age_z[i] + 1.5), 0.0, 0.25) * patterns["cortex"] * gm
+                gm = gm - loss
+                csf = csf + loss
+                total = gm + wm + csf
+                empty = brain & (total < 1e-3)
+                csf[empty], total[empty] = 1.0, 1.0
+                inv = np.where(brain, 1.0 / np.maximum(total, 1e-3), 0.0).astype(np.float32)
+                tis = {"gm": gm * inv, "wm": wm * inv, "csf": csf * inv}
+                X[i, 0], X[i, 1] = contrast.render_pair(
+                    tis, brain, rng, t1_factor=float(t1_f[i]), t2_factor=float(t2_f[i]),
+                    patterns=patterns, noise_level=noise_level, bias_strength=bias_strength)
+                if tissues is not None:
+                    tissues[i] = (tis["gm"], tis["wm"], tis["csf"])
+                if disp is not None:
+                    disp[i] = u[j]
+            bar.update(stop - start)
+    n_scaled = int((scales < 1).sum())
+    if n_scaled:
+        logger.info("%d of %d subjects' deformations were shrunk to stay invertible",
+                    n_scaled, n)
+    bunch.X = X
+    bunch.truth.deformation_scale[:] = scales
+    if tissues is not None:
+        bunch.tissues = tissues
+        bunch.tissue_names = ("gm", "wm", "csf")
+    if disp is not None:
+        bunch.displacement = disp

@@ -1,0 +1,109 @@
+"""T1- and T2-weighted contrast from tissue maps, with per-modality acquisition nuisance.
+
+Both images of a subject are rendered from the *same* warped tissue fractions (grey matter,
+white matter, cerebrospinal fluid), as MRI simulators such as BrainWeb do:
+
+* T1-weighted: WM > GM > CSF (relative intensities 1.0, 0.62, 0.30);
+* T2-weighted: CSF > GM > WM (1.0, 0.62, 0.42).
+
+Modality-specific biology: a T1-only factor scales white-matter T1 brightness along a smooth
+front-to-back gradient (a myelination-like signal), and a T2-only factor sets a
+periventricular white-matter hyperintensity load (log-normal, as lesion loads are), seen in
+T2 only. Each image then gets its own nuisance, which a good representation should ignore:
+a global intensity scale (log-normal), a smooth multiplicative bias field (exponential of a
+random quadratic polynomial) and Rician noise inside the brain. The background (outside the
+warped brain mask) is exactly 0, as in skull-stripped inputs.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .anatomy import voxel_centres
+
+T1_INTENSITY = {"csf": 0.30, "gm": 0.62, "wm": 1.00}
+T2_INTENSITY = {"csf": 1.00, "gm": 0.62, "wm": 0.42}
+MYELIN_GAIN = 0.06  # relative WM T1 change per unit of the T1-only factor (at the pattern's peak)
+WMH_BASE = 0.10  # T2 WM hyperintensity at the pattern's peak for a factor value of 0
+WMH_LOG_GAIN = 0.5  # log-load change per unit of the T2-only factor
+WMH_MAX = 0.5
+
+__all__ = ["T1_INTENSITY", "T2_INTENSITY", "render_pair"]
+
+
+@functools.lru_cache(maxsize=8)
+def _bias_axes(shape):
+    """Normalised coordinates in [-1, 1] along each axis, shaped for broadcasting."""
+    out = []
+    for a, c in enumerate(voxel_centres(shape)):
+        x = (c - c.mean()) / (c.max() - c.mean())
+        sh = [1, 1, 1]
+        sh[a] = -1
+        out.append(x.reshape(sh).astype(np.float32))
+    return tuple(out)
+
+
+def bias_field(shape, rng, strength):
+    """Smooth multiplicative field ``exp(p(x, y, z))`` with ``p`` a random quadratic.
+
+    The nine non-constant monomials of degree <= 2 get coefficients ~ N(0, strength / 3),
+    so the log field's SD over the image is about ``strength``.
+    """
+    x, y, z = _bias_axes(tuple(shape))
+    c = rng.normal(0.0, strength / 3.0, size=9).astype(np.float32)
+    log_field = (c[0] * x + c[1] * y + c[2] * z + c[3] * (x * x - 0.33) + c[4] * (y * y - 0.33)
+                 + c[5] * (z * z - 0.33) + c[6] * x * y + c[7] * x * z + c[8] * y * z)
+    return np.exp(log_field)
+
+
+def render_pair(tissues, brain, rng, *, t1_factor=0.0, t2_factor=0.0, patterns,
+                noise_level=0.03, bias_strength=0.1, scale_sd=0.2):
+    """Render one subject's T1 and T2 images.
+
+    Parameters
+    ----------
+    tissues : dict of ndarrays (D, H, W)
+        Warped tissue fractions ``gm``, ``wm``, ``csf`` (summing to 1 in the brain).
+    brain : ndarray of bool (D, H, W)
+        Warped brain mask; everything outside is set to exactly 0.
+    rng : numpy.random.Generator
+        Source of the nuisance (scale, bias field, noise).
+    t1_factor, t2_factor : float
+        Values of the T1-only (myelination) and T2-only (WM hyperintensity) factors.
+    patterns : dict of ndarrays
+        ``myelin`` and ``wmh`` spatial patterns (:func:`anatomy.spatial_patterns`).
+    noise_level : float
+        Rician noise SD relative to the brightest tissue's intensity.
+    bias_strength : float
+        SD of the log bias field.
+    scale_sd : float
+        SD of the log global intensity scale.
+
+    Returns
+    -------
+    t1, t2 : float32 ndarrays (D, H, W), zero outside ``brain``, positive inside.
+    """
+    gm, wm, csf = tissues["gm"], tissues["wm"], tissues["csf"]
+    myelin = 1.0 + MYELIN_GAIN * t1_factor * patterns["myelin"]
+    t1 = (T1_INTENSITY["csf"] * csf + T1_INTENSITY["gm"] * gm
+          + T1_INTENSITY["wm"] * myelin * wm)
+    load = min(WMH_BASE * float(np.exp(WMH_LOG_GAIN * t2_factor)), WMH_MAX)
+    t2 = (T2_INTENSITY["csf"] * csf + T2_INTENSITY["gm"] * gm
+          + (T2_INTENSITY["wm"] + load * patterns["wmh"]) * wm)
+    out = []
+    shape = brain.shape
+    n_in = int(brain.sum())
+    for img in (t1, t2):
+        scale = 1000.0 * float(np.exp(rng.normal(0.0, scale_sd)))
+        img = img * (scale * bias_field(shape, rng, bias_strength))
+        sigma = noise_level * scale
+        vals = img[brain]
+        n1 = rng.normal(0.0, sigma, n_in).astype(np.float32)
+        n2 = rng.normal(0.0, sigma, n_in).astype(np.float32)
+        res = np.zeros(shape, dtype=np.float32)
+        # Rician magnitude; > 0 almost surely, floor keeps the brain mask = image != 0
+        res[brain] = np.maximum(np.sqrt((vals + n1) ** 2 + n2 ** 2), 1e-3 * scale)
+        out.append(res)
+    return out[0], out[1]
