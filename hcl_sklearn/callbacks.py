@@ -1,0 +1,171 @@
+"""skorch callbacks of the neural embedders.
+
+* :class:`NonFiniteLossGuard` stops training at the first NaN/inf loss with an error
+  naming the epoch and the batch;
+* :class:`RestoreBestValidLoss` keeps the weights of the epoch with the lowest
+  validation loss and restores them when training ends (as the reference does);
+* :class:`ValidationAlignment` logs cross-modal retrieval (top-1, recall@k, median
+  rank) and linear CKA between the T1 and T2 validation embeddings every epoch,
+  using :mod:`hcl_sklearn.metrics`.
+
+They are regular skorch callbacks: pass them to any ``NeuralNet`` whose validation
+step returns, as ``y_pred``, embeddings of shape ``(batch, 2, d)`` (T1, T2).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import torch
+from skorch.callbacks import Callback
+
+from . import metrics
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "NonFiniteLossError",
+    "NonFiniteLossGuard",
+    "RestoreBestValidLoss",
+    "ValidationAlignment",
+]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss; the message names epoch and batch."""
+
+
+class NonFiniteLossGuard(Callback):
+    """Raise :class:`NonFiniteLossError` as soon as a batch loss is NaN or infinite.
+
+    The message names the epoch (counting resumed epochs, 1-based), the batch within
+    the epoch (1-based), whether it was a training or validation batch, and the usual
+    remedies.
+
+    Examples
+    --------
+    >>> from hcl_sklearn.callbacks import NonFiniteLossGuard
+    >>> NonFiniteLossGuard()
+    <NonFiniteLossGuard>
+    """
+
+    def __repr__(self):
+        return "<NonFiniteLossGuard>"
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.batches_ = {True: 0, False: 0}
+
+    def on_batch_end(self, net, batch=None, training=False, loss=None, **kwargs):
+        if not hasattr(self, "batches_"):
+            self.batches_ = {True: 0, False: 0}
+        self.batches_[training] += 1
+        if loss is None:
+            return
+        value = float(loss.detach()) if torch.is_tensor(loss) else float(loss)
+        if math.isfinite(value):
+            return
+        kind = "training" if training else "validation"
+        raise NonFiniteLossError(
+            f"non-finite {kind} loss ({value}) at epoch {len(net.history)}, {kind} batch "
+            f"{self.batches_[training]}. Training was stopped. Lower the learning rate, "
+            "use precision='fp32', raise the temperature, or check the input volumes."
+        )
+
+
+class RestoreBestValidLoss(Callback):
+    """Keep the module state of the epoch with the lowest ``valid_loss``; restore it at the end.
+
+    The state (weights and buffers, e.g. the MoCo queue) is copied in memory, so no
+    file is written. Without a validation split nothing is restored. After training,
+    ``best_epoch_`` and ``best_valid_loss_`` say which epoch was kept.
+
+    Examples
+    --------
+    >>> from hcl_sklearn.callbacks import RestoreBestValidLoss
+    >>> RestoreBestValidLoss()
+    <RestoreBestValidLoss>
+    """
+
+    def __repr__(self):
+        return "<RestoreBestValidLoss>"
+
+    def on_train_begin(self, net, **kwargs):
+        self.best_valid_loss_ = math.inf
+        self.best_epoch_ = None
+        self._state = None
+
+    def on_epoch_end(self, net, **kwargs):
+        loss = net.history[-1].get("valid_loss")
+        if loss is None or not loss < self.best_valid_loss_:
+            return
+        self.best_valid_loss_ = float(loss)
+        self.best_epoch_ = int(net.history[-1]["epoch"])
+        self._state = {k: v.detach().to("cpu", copy=True)
+                       for k, v in net.module_.state_dict().items()}
+
+    def on_train_end(self, net, **kwargs):
+        if self._state is not None:
+            net.module_.load_state_dict(self._state)
+            logger.info("restored the weights of epoch %d (best valid_loss %.4f)",
+                        self.best_epoch_, self.best_valid_loss_)
+        self._state = None  # do not keep a second copy of the model in the net
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_state"] = None
+        return state
+
+
+class ValidationAlignment(Callback):
+    """Log T1/T2 alignment of the validation embeddings in the history each epoch.
+
+    Collects the ``y_pred`` of every validation batch (embeddings of shape
+    ``(batch, 2, d)``) and records, with :func:`hcl_sklearn.metrics.retrieval_scores`
+    and :func:`hcl_sklearn.metrics.linear_cka`: ``valid_top1``, ``valid_recall@k``
+    for each ``k`` in ``ks``, ``valid_median_rank`` and ``valid_cka``. Needs at least
+    two validation subjects.
+
+    Parameters
+    ----------
+    ks : tuple of int, default=(5, 10)
+        Recall cut-offs to log (top-1 is always logged).
+
+    Examples
+    --------
+    >>> from hcl_sklearn.callbacks import ValidationAlignment
+    >>> ValidationAlignment(ks=(5,)).ks
+    (5,)
+    """
+
+    def __init__(self, ks=(5, 10)):
+        self.ks = ks
+
+    def on_epoch_begin(self, net, **kwargs):
+        self._blocks = []
+
+    def on_batch_end(self, net, batch=None, training=False, y_pred=None, **kwargs):
+        if training or y_pred is None or not torch.is_tensor(y_pred) or y_pred.ndim != 3:
+            return
+        self._blocks.append(y_pred.detach().float().cpu().numpy())
+
+    def on_epoch_end(self, net, **kwargs):
+        blocks, self._blocks = getattr(self, "_blocks", []), []
+        if not blocks:
+            return
+        z = np.concatenate(blocks)
+        if len(z) < 2:
+            return
+        a, b = z[:, 0], z[:, 1]
+        scores = metrics.retrieval_scores(a, b, ks=(1, *self.ks))
+        net.history.record("valid_top1", scores["top1"])
+        for k in self.ks:
+            net.history.record(f"valid_recall@{k}", scores[f"recall@{k}"])
+        net.history.record("valid_median_rank", scores["median_rank"])
+        net.history.record("valid_cka", metrics.linear_cka(a, b))
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_blocks", None)
+        return state

@@ -1,0 +1,619 @@
+"""Momentum-contrastive embedding of paired T1/T2 volumes as a scikit-learn transformer.
+
+:class:`MomentumContrastiveEmbedder` learns one representation space for the T1 and
+the T2 image of each subject with momentum contrast (MoCo): the T1 and T2 images of
+one subject are the positive pair, keys of other subjects held in a queue are the
+negatives (Xia et al., 2026, see ``DESIGN.md`` section 1). Training runs in
+:class:`MoCoNet`, a :class:`skorch.NeuralNet` whose ``train_step``, ``get_loss``,
+``validation_step`` and ``infer`` carry the method; the torch model is
+:class:`hcl_sklearn.nn.moco.MomentumContrast`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import numbers
+import os
+import tempfile
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNet
+from skorch.callbacks import EpochTimer, LRScheduler, PassthroughScoring, PrintLog, ProgressBar
+from skorch.dataset import unpack_data
+from skorch.helper import predefined_split
+from skorch.utils import TeeGenerator, to_tensor
+from torch.utils.data import Dataset, Subset
+
+from .callbacks import NonFiniteLossGuard, RestoreBestValidLoss, ValidationAlignment
+from .nn.moco import MomentumContrast, SymmetricInfoNCE
+from .nn.runtime import (
+    autocast_context,
+    needs_grad_scaler,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+)
+from .nn.vit import check_patch_size
+from .volumes import MODALITIES, REFERENCE_SHAPE, PairedVolumes, check_paired_input
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MoCoNet", "MomentumContrastiveEmbedder", "effective_queue_size"]
+
+#: CosineAnnealingWarmRestarts settings of the reference, stepped once per epoch.
+COSINE_WARM_RESTARTS = {"T_0": 10, "T_mult": 2, "eta_min": 1e-6}
+
+
+def effective_queue_size(queue_size, n_train, batch_size):
+    """Queue length actually used: ``queue_size`` clipped to what the data allows.
+
+    A queue longer than the number of *other* training subjects necessarily holds
+    (stale) keys of the subjects of the current batch, i.e. false negatives. The
+    queue is therefore clipped to the largest multiple of the batch size that is
+    at most ``n_train - batch_size``, and never below one batch::
+
+        K = min(queue_size, max(b, b * floor((n_train - b) / b)))
+
+    Examples
+    --------
+    >>> from hcl_sklearn.contrastive import effective_queue_size
+    >>> effective_queue_size(65536, n_train=40_000, batch_size=4)
+    39996
+    >>> effective_queue_size(65536, n_train=10, batch_size=4)
+    4
+    >>> effective_queue_size(16, n_train=1000, batch_size=4)
+    16
+    """
+    b = max(1, min(int(batch_size), int(n_train)))
+    cap = max(b, b * ((int(n_train) - b) // b))
+    return int(min(int(queue_size), cap))
+
+
+class _IndexedPairs(Dataset):
+    """``(pair, index)`` items, the ``(X, y)`` form skorch's steps unpack."""
+
+    def __init__(self, pairs):
+        self.pairs = pairs
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def __getitem__(self, index):
+        return self.pairs[index], index
+
+
+# --------------------------------------------------------------------------- skorch net
+class MoCoNet(NeuralNet):
+    """skorch ``NeuralNet`` running paired T1/T2 momentum contrast.
+
+    The hooks carry the method:
+
+    * ``train_step_single``: queries of T1 and T2, EMA update of the key encoder and
+      projector, then keys (:meth:`MomentumContrast.forward_train`); the symmetric
+      InfoNCE with queue negatives (``get_loss``); backward; enqueue the keys;
+    * ``validation_step``: the in-batch symmetric InfoNCE of the query projections
+      (the reference's validation loss); ``y_pred`` are the projections, which
+      :class:`~hcl_sklearn.callbacks.ValidationAlignment` turns into retrieval/CKA;
+    * ``infer``: query embeddings in the form named by ``output``.
+
+    Every ``module__*``, ``criterion__*``, ``optimizer__*`` and ``iterator_*__*``
+    parameter is routed as in any skorch net, so ``set_params`` and grid searches can
+    tune them.
+
+    Parameters
+    ----------
+    module : type, default=MomentumContrast
+    criterion : type, default=SymmetricInfoNCE
+    precision : {'auto', 'fp32', 'bf16', 'fp16'}, default='auto'
+        Autocast precision of forward passes, see :mod:`hcl_sklearn.nn.runtime`.
+    output : {'pooled', 'projection', 'tokens'}, default='projection'
+        What ``infer``/``forward`` return.
+    **kwargs
+        Any :class:`skorch.NeuralNet` parameter.
+    """
+
+    def __init__(self, module=MomentumContrast, *args, criterion=SymmetricInfoNCE,
+                 precision="auto", output="projection", **kwargs):
+        super().__init__(module, *args, criterion=criterion, **kwargs)
+        self.precision = precision
+        self.output = output
+
+    @property
+    def _default_callbacks(self):
+        return [
+            ("epoch_timer", EpochTimer()),
+            ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
+            ("valid_loss", PassthroughScoring(name="valid_loss")),
+            ("nonfinite_guard", NonFiniteLossGuard()),
+            ("valid_alignment", ValidationAlignment()),
+            ("print_log", PrintLog(sink=logger.info)),
+        ]
+
+    def initialize(self):
+        super().initialize()
+        scaler = needs_grad_scaler(self.device, self.precision)
+        self.grad_scaler_ = torch.amp.GradScaler("cuda") if scaler else None
+        return self
+
+    def get_all_learnable_params(self):
+        # the key encoder/projector are EMA copies, never optimised
+        for name, param in super().get_all_learnable_params():
+            if param.requires_grad:
+                yield name, param
+
+    def _autocast(self):
+        return autocast_context(self.device, self.precision)
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        Xi, _ = unpack_data(batch)
+        x = to_tensor(Xi, device=self.device)
+        with self._autocast():
+            q1, q2, k1, k2 = self.module_.forward_train(x)
+            loss = self.get_loss((q1, q2, k1, k2), None, X=Xi, training=True)
+        scaler = getattr(self, "grad_scaler_", None)
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        self.module_.enqueue(k1, k2)  # after backward: the loss used the old queue
+        return {"loss": loss.detach(), "y_pred": torch.stack([q1, q2], dim=1).detach()}
+
+    def train_step(self, batch, **fit_params):
+        self._zero_grad_optimizer()
+        step = self.train_step_single(batch, **fit_params)
+        self.notify("on_grad_computed",
+                    named_parameters=TeeGenerator(self.get_all_learnable_params()),
+                    batch=batch, training=True)
+        scaler = getattr(self, "grad_scaler_", None)
+        if scaler is not None:
+            scaler.step(self.optimizer_)
+            scaler.update()
+        else:
+            self.optimizer_.step()
+        return step
+
+    def get_loss(self, y_pred, y_true=None, X=None, training=False):
+        """Training: symmetric InfoNCE with queue negatives; validation: in-batch."""
+        if training:
+            q1, q2, k1, k2 = y_pred
+            neg_t1_query, neg_t2_query = self.module_.negatives()
+            return self.criterion_(q1, q2, k1, k2, neg_t1_query, neg_t2_query)
+        return self.criterion_.in_batch(y_pred[:, 0], y_pred[:, 1])
+
+    def validation_step(self, batch, **fit_params):
+        self._set_training(False)
+        Xi, _ = unpack_data(batch)
+        with torch.no_grad(), self._autocast():
+            z = self.module_(to_tensor(Xi, device=self.device), output="projection")
+            loss = self.get_loss(z, None, X=Xi, training=False)
+        return {"loss": loss, "y_pred": z.float()}
+
+    def infer(self, x, **fit_params):
+        x = to_tensor(x, device=self.device)
+        with self._autocast():
+            return self.module_(x, output=self.output, **fit_params).float()
+
+
+# --------------------------------------------------------------------------- estimator
+class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
+    """Paired T1/T2 momentum-contrastive embedder (MoCo) as a scikit-learn transformer.
+
+    Learns a shared encoder for T1 and T2 volumes so that a subject's T1 and T2
+    embeddings agree and differ from other subjects' (symmetric cross-modal InfoNCE
+    with a queue of momentum-encoded keys), then embeds each modality separately.
+    Defaults reproduce the reference implementation (``DESIGN.md`` section 1); for
+    CPU work use ``encoder='cnn'`` with small volumes (``downsample``).
+
+    Parameters
+    ----------
+    encoder : {'vit', 'cnn'}, default='vit'
+        ``'vit'``: the reference 3-D ViT (patch embedding ``Conv3d`` with kernel =
+        stride = ``patch_size``, fixed 3-D sin-cos positions, ``depth`` pre-norm blocks,
+        no CLS token, mean-pooled tokens). Volumes not divisible by ``patch_size`` are
+        zero-padded at the end of each axis; a patch larger than the volume is an error.
+        ``'cnn'``: a small 3-D CNN (stages of ``cnn_widths`` channels, each halving the
+        grid) for CPU-sized configurations; ``patch_size``, ``depth`` and ``n_heads``
+        are then unused.
+    patch_size : tuple of 3 int, default=(14, 16, 14)
+    embed_dim : int, default=384
+        Width of the encoder tokens (ViT dimension or CNN output channels).
+    depth : int, default=12
+    n_heads : int, default=6
+    cnn_widths : tuple of int, default=(16, 32, 64)
+    proj_dim : int, default=256
+        Output of the projection head ``Linear-BatchNorm-ReLU-Linear``. Its BatchNorm
+        uses running statistics on batches of fewer than 3 subjects.
+    shared_encoder : bool, default=True
+        One encoder for both modalities (reference); ``False``: one per modality.
+    momentum : float, default=0.999
+        EMA coefficient of the key encoder and projector, updated once per step
+        before the keys are computed.
+    queue_size : int, default=65536
+        Requested number of negative keys. Clipped to
+        ``min(queue_size, max(b, b * floor((n_train - b) / b)))`` with ``b`` the batch
+        size, so the queue never needs to hold more keys than there are other
+        training subjects (see :func:`effective_queue_size`); the value used is
+        ``queue_size_``.
+    temperature : float, default=0.07
+    queue_modalities : {'t2', 'both'}, default='t2'
+        ``'t2'`` enqueues only T2 keys (reference); ``'both'`` keeps a T1 queue too and
+        draws each direction's negatives from the modality of its positive.
+    lr : float, default=1e-4
+        AdamW learning rate.
+    weight_decay : float, default=0.01
+    lr_schedule : {'cosine_warm_restarts', 'constant'}, default='cosine_warm_restarts'
+        ``CosineAnnealingWarmRestarts(T_0=10, T_mult=2, eta_min=1e-6)`` stepped per epoch
+        (reference), or a constant rate.
+    max_epochs : int, default=100
+    batch_size : int, default=4
+    validation_fraction : float in (0, 1) or None, default=0.1
+        Fraction of subjects held out (at random, by ``random_state``) to compute the
+        validation loss (in-batch InfoNCE) and alignment metrics each epoch; the
+        weights of the epoch with the lowest validation loss are kept. ``None`` trains
+        on all subjects and keeps the last epoch. At least 2 subjects must be held out.
+    output : {'pooled', 'projection', 'tokens'}, default='pooled'
+        What :meth:`transform` returns per modality: mean-pooled tokens
+        (``embed_dim``), the L2-normalised projection (``proj_dim``) or every token
+        (``n_tokens * embed_dim``, written to a memory map in ``temp_folder``; the
+        reference's input to its per-modality PCA). May be changed after fitting.
+    target_shape : 'auto', tuple of 3 int or None, default='auto'
+        Grid volumes are padded/cropped to: ``'auto'`` keeps the grid of array input
+        and uses the reference 182 x 224 x 182 for NIfTI paths.
+    downsample : int, default=1
+        Integer average-pooling factor applied to every volume (e.g. 4 on a CPU).
+    cache_dir : str or None, default=None
+        Cache of preprocessed NIfTI volumes, see :class:`~hcl_sklearn.PairedVolumes`.
+    temp_folder : str or None, default=None
+        Folder of the token memory map (``output='tokens'``); the system temporary
+        folder when None.
+    device : str, default='auto'
+        ``'auto'`` uses CUDA when available, else the CPU.
+    precision : {'auto', 'fp32', 'bf16', 'fp16'}, default='auto'
+        Autocast precision; ``'auto'`` is bf16 (or fp16) on a GPU and fp32 on the CPU.
+    num_workers : int, default=0
+        DataLoader worker processes.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the validation split, weight initialisation, queue and shuffling. With
+        an int, fitting on the CPU is reproducible.
+    verbose : int, default=0
+        0: silent; >= 1: a tqdm progress bar per epoch and the epoch table through
+        ``logging`` (logger ``hcl_sklearn.contrastive``).
+    callbacks : list of skorch callbacks or (name, callback) tuples, default=None
+        Extra callbacks (e.g. ``skorch.callbacks.Checkpoint``/``LoadInitState`` to save
+        and resume). They are copied at ``fit``; the fitted ones are in
+        ``net_.callbacks_``.
+
+    Attributes
+    ----------
+    net_ : MoCoNet
+        The trained skorch net (``net_.module_`` is the torch model,
+        ``net_.history`` the per-epoch log).
+    history_ : skorch.History
+        Per-epoch ``train_loss``, ``valid_loss``, ``valid_top1``, ``valid_recall@k``,
+        ``valid_median_rank``, ``valid_cka``, ``dur``.
+    volume_shape_ : tuple of int
+        Spatial shape of the preprocessed volumes seen in fit.
+    queue_size_ : int
+        Queue length used.
+    n_train_subjects_ : int
+    validation_ids_ : pandas.Index
+        Subjects held out for validation (empty without a validation split).
+    best_epoch_ : int or None
+        Epoch whose weights were kept (None without validation).
+    device_ : torch.device
+
+    See Also
+    --------
+    hcl_sklearn.ModalityPCA : the reference's per-modality StandardScaler + PCA.
+    hcl_sklearn.AutoencoderEmbedder : the single-modality autoencoder baseline.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hcl_sklearn import MomentumContrastiveEmbedder
+    >>> X = np.random.default_rng(0).random((12, 2, 16, 16, 16), dtype=np.float32)
+    >>> emb = MomentumContrastiveEmbedder(encoder="cnn", embed_dim=8, cnn_widths=(4,),
+    ...                                   proj_dim=8, max_epochs=2, validation_fraction=0.25,
+    ...                                   random_state=0).fit(X)
+    >>> Z = emb.transform(X)
+    >>> Z.shape
+    (12, 16)
+    >>> emb.get_feature_names_out()[[0, 8]]
+    array(['t1_000', 't2_000'], dtype=object)
+    """
+
+    _parameter_constraints: dict = {
+        "encoder": [StrOptions({"vit", "cnn"})],
+        "patch_size": [tuple, list],
+        "embed_dim": [Interval(numbers.Integral, 6, None, closed="left")],
+        "depth": [Interval(numbers.Integral, 0, None, closed="left")],
+        "n_heads": [Interval(numbers.Integral, 1, None, closed="left")],
+        "cnn_widths": [tuple, list],
+        "proj_dim": [Interval(numbers.Integral, 1, None, closed="left")],
+        "shared_encoder": ["boolean"],
+        "momentum": [Interval(numbers.Real, 0, 1, closed="both")],
+        "queue_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "temperature": [Interval(numbers.Real, 0, None, closed="neither")],
+        "queue_modalities": [StrOptions({"t2", "both"})],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "lr_schedule": [StrOptions({"cosine_warm_restarts", "constant"})],
+        "max_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither"), None],
+        "output": [StrOptions({"pooled", "projection", "tokens"})],
+        "target_shape": [StrOptions({"auto"}), tuple, list, None],
+        "downsample": [Interval(numbers.Integral, 1, None, closed="left")],
+        "cache_dir": [str, os.PathLike, None],
+        "temp_folder": [str, os.PathLike, None],
+        "device": [str, torch.device],
+        "precision": [StrOptions({"auto", "fp32", "bf16", "fp16"})],
+        "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "callbacks": [list, tuple, None],
+    }
+
+    def __init__(self, encoder="vit", patch_size=(14, 16, 14), embed_dim=384, depth=12,
+                 n_heads=6, cnn_widths=(16, 32, 64), proj_dim=256, shared_encoder=True,
+                 momentum=0.999, queue_size=65536, temperature=0.07, queue_modalities="t2",
+                 lr=1e-4, weight_decay=0.01, lr_schedule="cosine_warm_restarts",
+                 max_epochs=100, batch_size=4, validation_fraction=0.1, output="pooled",
+                 target_shape="auto", downsample=1, cache_dir=None, temp_folder=None,
+                 device="auto", precision="auto", num_workers=0, random_state=None,
+                 verbose=0, callbacks=None):
+        self.encoder = encoder
+        self.patch_size = patch_size
+        self.embed_dim = embed_dim
+        self.depth = depth
+        self.n_heads = n_heads
+        self.cnn_widths = cnn_widths
+        self.proj_dim = proj_dim
+        self.shared_encoder = shared_encoder
+        self.momentum = momentum
+        self.queue_size = queue_size
+        self.temperature = temperature
+        self.queue_modalities = queue_modalities
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.validation_fraction = validation_fraction
+        self.output = output
+        self.target_shape = target_shape
+        self.downsample = downsample
+        self.cache_dir = cache_dir
+        self.temp_folder = temp_folder
+        self.device = device
+        self.precision = precision
+        self.num_workers = num_workers
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+
+    # -- data -------------------------------------------------------------------------
+    def _pairs(self, X):
+        """Wrap ``X`` in a :class:`PairedVolumes` with this estimator's data settings."""
+        if isinstance(X, PairedVolumes):
+            return X  # used as given: its own target_shape/downsample/cache_dir
+        kind, _ = check_paired_input(X)
+        if isinstance(self.target_shape, str):
+            target = None if kind == "array" else REFERENCE_SHAPE
+        else:
+            target = self.target_shape
+        if kind == "array":
+            X = np.asarray(X)
+            if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype,
+                                                                       np.complexfloating):
+                raise ValueError(
+                    f"paired volumes must hold real numbers; got dtype {X.dtype}. Convert "
+                    "them with X.astype(np.float32)."
+                )
+        return PairedVolumes(X, target_shape=target, downsample=self.downsample,
+                             cache_dir=self.cache_dir)
+
+    def _check_config(self, volume_shape):
+        if len(tuple(self.patch_size)) != 3:
+            raise ValueError(f"patch_size must be 3 ints; got {self.patch_size!r}.")
+        if self.encoder == "vit":
+            check_patch_size(volume_shape, self.patch_size)
+            if self.embed_dim % self.n_heads:
+                raise ValueError(
+                    f"embed_dim={self.embed_dim} must be divisible by n_heads={self.n_heads}."
+                )
+        elif not self.cnn_widths or any(int(w) < 1 for w in self.cnn_widths):
+            raise ValueError(f"cnn_widths must be positive ints; got {self.cnn_widths!r}.")
+
+    def _split(self, n, rng):
+        if self.validation_fraction is None:
+            return np.arange(n), np.array([], dtype=int)
+        n_valid = math.ceil(self.validation_fraction * n)
+        n_train = n - n_valid
+        if n_valid < 2 or n_train < 2:
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} of {n} subjects gives "
+                f"{n_train} training and {n_valid} validation subject(s); both need at "
+                "least 2 (the validation loss contrasts subjects). Raise "
+                "validation_fraction, add subjects, or pass validation_fraction=None."
+            )
+        perm = rng.permutation(n)
+        return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
+
+    def _make_net(self, volume_shape, n_train, valid_ds, device):
+        callbacks = [copy.deepcopy(cb) for cb in (self.callbacks or [])]
+        if self.lr_schedule == "cosine_warm_restarts":
+            callbacks.append(("lr_scheduler", LRScheduler(
+                policy=torch.optim.lr_scheduler.CosineAnnealingWarmRestarts,
+                **COSINE_WARM_RESTARTS)))
+        if valid_ds is not None:
+            callbacks.append(("restore_best", RestoreBestValidLoss()))
+        if self.verbose:
+            callbacks.append(("progress_bar", ProgressBar()))
+        pin = device.type == "cuda"
+        return MoCoNet(
+            module=MomentumContrast,
+            module__volume_shape=tuple(volume_shape),
+            module__encoder=self.encoder,
+            module__patch_size=tuple(self.patch_size),
+            module__embed_dim=self.embed_dim,
+            module__depth=self.depth,
+            module__n_heads=self.n_heads,
+            module__cnn_widths=tuple(self.cnn_widths),
+            module__proj_dim=self.proj_dim,
+            module__shared_encoder=self.shared_encoder,
+            module__momentum=self.momentum,
+            module__queue_size=self.queue_size_,
+            module__queue_modalities=self.queue_modalities,
+            criterion=SymmetricInfoNCE,
+            criterion__temperature=self.temperature,
+            optimizer=torch.optim.AdamW,
+            lr=self.lr,
+            optimizer__weight_decay=self.weight_decay,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            iterator_train__shuffle=True,
+            iterator_train__num_workers=self.num_workers,
+            iterator_train__pin_memory=pin,
+            iterator_valid__num_workers=self.num_workers,
+            iterator_valid__pin_memory=pin,
+            train_split=None if valid_ds is None else predefined_split(valid_ds),
+            callbacks=callbacks,
+            device=str(device),
+            precision=self.precision,
+            output=self.output,
+            verbose=self.verbose,
+        )
+
+    # -- fit / transform --------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the encoder on paired volumes.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, 2, D, H, W), DataFrame with columns ``t1``, ``t2`` \
+(NIfTI paths; index = subject ids), or PairedVolumes
+            Channel 0 / column ``t1`` is T1, channel 1 / ``t2`` is T2.
+        y : None
+            Ignored (self-supervised); accepted for Pipeline compatibility.
+
+        Returns
+        -------
+        self : object
+        """
+        pairs = self._pairs(X)
+        volume_shape = tuple(pairs.volume_shape)
+        self._check_config(volume_shape)
+        self.device_ = resolve_device(self.device)
+        resolve_precision(self.device_, self.precision)
+        rng = check_random_state(self.random_state)
+        idx_train, idx_valid = self._split(len(pairs), rng)
+        if len(idx_train) < 2:
+            raise ValueError(f"at least 2 subjects are needed to train; got {len(idx_train)}.")
+        seed_everything(rng)
+        self.queue_size_ = effective_queue_size(self.queue_size, len(idx_train),
+                                                self.batch_size)
+        if self.queue_size_ < self.queue_size:
+            logger.info("queue_size clipped from %d to %d for %d training subjects",
+                        self.queue_size, self.queue_size_, len(idx_train))
+        train_ds = _IndexedPairs(Subset(pairs, idx_train))
+        valid_ds = _IndexedPairs(Subset(pairs, idx_valid)) if len(idx_valid) else None
+        net = self._make_net(volume_shape, len(idx_train), valid_ds, self.device_)
+        net.fit(train_ds, y=None)
+        net.train_split = None  # drop the reference to the training data
+        self.net_ = net
+        self.history_ = net.history
+        self.volume_shape_ = volume_shape
+        self.n_train_subjects_ = len(idx_train)
+        self.validation_ids_ = pairs.subject_ids[idx_valid]
+        restore = dict(net.callbacks_).get("restore_best")
+        self.best_epoch_ = None if restore is None else restore.best_epoch_
+        return self
+
+    def _n_features_per_modality(self):
+        module = self.net_.module_
+        return {"pooled": module.embed_dim, "projection": module.proj_dim,
+                "tokens": module.n_tokens * module.embed_dim}[self.output]
+
+    def transform(self, X):
+        """Embed each modality of each subject with the trained query encoder.
+
+        Parameters
+        ----------
+        X : ndarray (n, 2, D, H, W), DataFrame of NIfTI paths, or PairedVolumes
+            Same form and grid as in :meth:`fit`.
+
+        Returns
+        -------
+        Z : ndarray of shape (n, 2 * d), or DataFrame for DataFrame/PairedVolumes input
+            Columns ``t1_000, ...`` then ``t2_000, ...``; a DataFrame is indexed by the
+            subject ids. ``d`` is ``embed_dim`` (``'pooled'``), ``proj_dim``
+            (``'projection'``) or ``n_tokens * embed_dim`` (``'tokens'``, a
+            :class:`numpy.memmap` in ``temp_folder``; tokens are stored token-major).
+        """
+        check_is_fitted(self, "net_")
+        pairs = self._pairs(X)
+        if tuple(pairs.volume_shape) != tuple(self.volume_shape_):
+            raise ValueError(
+                f"X has preprocessed volume shape {tuple(pairs.volume_shape)} but the "
+                f"embedder was fitted on {tuple(self.volume_shape_)}. Use the same grid "
+                "(target_shape, downsample) as in fit."
+            )
+        if self.output not in ("pooled", "projection", "tokens"):
+            raise ValueError(f"output must be 'pooled', 'projection' or 'tokens'; "
+                             f"got {self.output!r}.")
+        n, d = len(pairs), self._n_features_per_modality()
+        if self.output == "tokens":
+            fd, path = tempfile.mkstemp(prefix="hcl_tokens_", suffix=".dat",
+                                        dir=self.temp_folder)
+            os.close(fd)
+            out = np.memmap(path, dtype=np.float32, mode="w+", shape=(n, 2 * d))
+        else:
+            out = np.empty((n, 2 * d), dtype=np.float32)
+        net = self.net_
+        net.output = self.output
+        start = 0
+        from tqdm.auto import tqdm
+
+        with tqdm(total=n, desc="embedding", disable=not self.verbose, unit="subject") as bar:
+            for z in net.forward_iter(_IndexedPairs(pairs), training=False):
+                b = len(z)
+                out[start:start + b] = z.reshape(b, -1).numpy()
+                start += b
+                bar.update(b)
+        if isinstance(out, np.memmap):
+            out.flush()
+        if isinstance(X, (pd.DataFrame, PairedVolumes)):
+            return pd.DataFrame(out, index=pairs.subject_ids,
+                                columns=self.get_feature_names_out(), copy=False)
+        return out
+
+    def get_feature_names_out(self, input_features=None):
+        """Output column names: ``t1_000, ..., t2_000, ...``.
+
+        Parameters
+        ----------
+        input_features : ignored
+
+        Returns
+        -------
+        names : ndarray of str objects
+        """
+        check_is_fitted(self, "net_")
+        d = self._n_features_per_modality()
+        width = max(3, len(str(d - 1)))
+        return np.asarray([f"{m}_{i:0{width}d}" for m in MODALITIES for i in range(d)],
+                          dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        tags.input_tags.allow_nan = False
+        return tags

@@ -1,0 +1,306 @@
+"""Momentum contrast (MoCo) between paired T1 and T2 volumes.
+
+The module holds the query encoder and projection head (trained by back-propagation),
+their key copies (an exponential moving average of the query weights, updated once
+per training step *before* the keys are computed) and a queue of past keys used as
+negatives. The loss is the symmetric cross-modal InfoNCE of the reference::
+
+    loss = 1/2 * (InfoNCE(q_T1, k_T2, negatives) + InfoNCE(q_T2, k_T1, negatives))
+
+where ``InfoNCE(q, k+, N) = -log( exp(q.k+/tau) / (exp(q.k+/tau) + sum_n exp(q.n/tau)) )``
+on L2-normalised vectors.
+
+Queues (``queue_modalities``):
+
+* ``'t2'`` (reference): only the T2 keys are enqueued; both directions draw their
+  negatives from this T2 queue, so T1->T2 negatives are cross-modal but T2->T1
+  negatives are of the query's own modality;
+* ``'both'``: a T1 queue is kept as well; each direction draws its negatives from the
+  queue of its positive's modality (T1->T2 from the T2 queue, T2->T1 from the T1
+  queue), so a negative is always of the same modality as the positive.
+
+Queues start as random unit vectors (as in MoCo) and are filled circularly.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cnn import ConvEncoder3d
+from .vit import VisionTransformer3d
+
+__all__ = [
+    "MomentumContrast",
+    "ProjectionHead",
+    "SmallBatchSafeBatchNorm1d",
+    "SymmetricInfoNCE",
+    "build_encoder",
+    "in_batch_info_nce",
+    "info_nce",
+]
+
+QUEUE_MODALITIES = ("t2", "both")
+
+
+# --------------------------------------------------------------------------- losses
+def info_nce(query, positive, negatives, temperature):
+    """InfoNCE of each query against its positive and a shared set of negatives.
+
+    Parameters
+    ----------
+    query, positive : Tensor of shape (B, p)
+        L2-normalised query and positive key vectors (row ``i`` is a pair).
+    negatives : Tensor of shape (K, p)
+        L2-normalised negative keys, shared by all queries (the queue).
+    temperature : float
+
+    Returns
+    -------
+    loss : scalar Tensor (float32)
+        Mean over the batch of ``-log softmax([q.k+, q.n_1, ..., q.n_K] / tau)[0]``.
+
+    Examples
+    --------
+    >>> import torch, torch.nn.functional as F
+    >>> from hcl_sklearn.nn.moco import info_nce
+    >>> q = F.normalize(torch.ones(1, 2), dim=1)
+    >>> round(float(info_nce(q, q, -q, temperature=1.0)), 4)  # log(1 + e^-2)
+    0.1269
+    """
+    l_pos = (query * positive).sum(dim=1, keepdim=True)
+    l_neg = query @ negatives.t()
+    logits = torch.cat([l_pos, l_neg], dim=1).float() / temperature
+    labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+    return F.cross_entropy(logits, labels)
+
+
+def in_batch_info_nce(a, b, temperature):
+    """Symmetric InfoNCE with in-batch negatives (the reference's validation loss).
+
+    ``1/2 (CE(a b^T / tau, I) + CE(b a^T / tau, I))``: row ``i`` of ``a`` must pick
+    row ``i`` of ``b`` among all rows of ``b`` and vice versa. Its chance level is
+    ``log(B)``; a batch of one subject always gives 0.
+    """
+    logits = (a @ b.t()).float() / temperature
+    labels = torch.arange(logits.shape[0], device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
+
+
+class SymmetricInfoNCE(nn.Module):
+    """The training criterion: ``1/2 (InfoNCE(q1, k2, n1) + InfoNCE(q2, k1, n2))``.
+
+    Parameters
+    ----------
+    temperature : float, default=0.07
+    """
+
+    def __init__(self, temperature=0.07):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, q1, q2, k1, k2, negatives_t1_query, negatives_t2_query):
+        return 0.5 * (info_nce(q1, k2, negatives_t1_query, self.temperature)
+                      + info_nce(q2, k1, negatives_t2_query, self.temperature))
+
+    def in_batch(self, z1, z2):
+        """Validation loss: symmetric InfoNCE with in-batch negatives."""
+        return in_batch_info_nce(z1, z2, self.temperature)
+
+
+# --------------------------------------------------------------------------- heads
+class SmallBatchSafeBatchNorm1d(nn.BatchNorm1d):
+    """``BatchNorm1d`` that uses its running statistics on batches smaller than 3.
+
+    Batch statistics of one sample are undefined (torch raises) and those of two
+    samples map every feature to +-1, destroying the representation. On such
+    batches this layer normalises with the running mean/variance instead (and does
+    not update them), exactly as in eval mode; larger batches behave as usual.
+    """
+
+    min_batch = 3
+
+    def forward(self, x):
+        if self.training and x.shape[0] < self.min_batch:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight,
+                                self.bias, training=False, momentum=0.0, eps=self.eps)
+        return super().forward(x)
+
+
+class ProjectionHead(nn.Module):
+    """``Linear(d, d) - BatchNorm - ReLU - Linear(d, p)`` then L2 normalisation."""
+
+    def __init__(self, in_dim, proj_dim=256):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, in_dim), SmallBatchSafeBatchNorm1d(in_dim),
+            nn.ReLU(inplace=True), nn.Linear(in_dim, proj_dim),
+        )
+
+    def forward(self, x):
+        return F.normalize(self.net(x), dim=1)
+
+
+def build_encoder(encoder, volume_shape, *, patch_size=(14, 16, 14), embed_dim=384,
+                  depth=12, n_heads=6, cnn_widths=(16, 32, 64)):
+    """Build a one-channel encoder returning tokens ``(B, N, embed_dim)``.
+
+    ``encoder='vit'`` uses ``patch_size``, ``depth`` and ``n_heads``;
+    ``encoder='cnn'`` uses ``cnn_widths``.
+    """
+    if encoder == "vit":
+        return VisionTransformer3d(volume_shape, patch_size=patch_size, embed_dim=embed_dim,
+                                   depth=depth, n_heads=n_heads)
+    if encoder == "cnn":
+        return ConvEncoder3d(volume_shape, embed_dim=embed_dim, widths=cnn_widths)
+    raise ValueError(f"encoder must be 'vit' or 'cnn'; got {encoder!r}.")
+
+
+# --------------------------------------------------------------------------- MoCo
+class MomentumContrast(nn.Module):
+    """Query/key encoders, projection heads and key queues for paired T1/T2 MoCo.
+
+    Parameters
+    ----------
+    volume_shape : tuple of 3 int
+        Spatial shape of each (preprocessed) volume.
+    encoder : {'vit', 'cnn'}, default='vit'
+    patch_size, embed_dim, depth, n_heads, cnn_widths
+        Encoder hyper-parameters, see :func:`build_encoder`.
+    proj_dim : int, default=256
+    shared_encoder : bool, default=True
+        One encoder for T1 and T2 (reference); ``False`` gives each modality its own
+        encoder (and key copy). The projection head is always shared.
+    momentum : float, default=0.999
+        EMA coefficient ``m`` of the key weights: ``k <- m k + (1 - m) q``.
+    queue_size : int, default=65536
+    queue_modalities : {'t2', 'both'}, default='t2'
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hcl_sklearn.nn.moco import MomentumContrast
+    >>> moco = MomentumContrast((16, 16, 16), encoder="cnn", embed_dim=8,
+    ...                         cnn_widths=(4,), proj_dim=4, queue_size=6)
+    >>> x = torch.randn(3, 2, 16, 16, 16)
+    >>> moco(x, output="pooled").shape, moco(x, output="tokens").shape
+    (torch.Size([3, 2, 8]), torch.Size([3, 2, 512, 8]))
+    """
+
+    def __init__(self, volume_shape, encoder="vit", patch_size=(14, 16, 14), embed_dim=384,
+                 depth=12, n_heads=6, cnn_widths=(16, 32, 64), proj_dim=256,
+                 shared_encoder=True, momentum=0.999, queue_size=65536,
+                 queue_modalities="t2"):
+        super().__init__()
+        if queue_modalities not in QUEUE_MODALITIES:
+            raise ValueError(f"queue_modalities must be one of {QUEUE_MODALITIES}; "
+                             f"got {queue_modalities!r}.")
+        if int(queue_size) < 1:
+            raise ValueError(f"queue_size must be >= 1; got {queue_size}.")
+
+        def make():
+            return build_encoder(encoder, volume_shape, patch_size=patch_size,
+                                 embed_dim=embed_dim, depth=depth, n_heads=n_heads,
+                                 cnn_widths=cnn_widths)
+
+        self.shared_encoder = bool(shared_encoder)
+        self.momentum = float(momentum)
+        self.queue_modalities = queue_modalities
+        names = ("shared",) if self.shared_encoder else ("t1", "t2")
+        self.encoder_q = nn.ModuleDict({n: make() for n in names})
+        self.projector_q = ProjectionHead(embed_dim, proj_dim)
+        self.encoder_k = copy.deepcopy(self.encoder_q)
+        self.projector_k = copy.deepcopy(self.projector_q)
+        for p in self.key_parameters():
+            p.requires_grad_(False)
+        first = next(iter(self.encoder_q.values()))
+        self.embed_dim = embed_dim
+        self.proj_dim = proj_dim
+        self.grid = first.grid
+        self.n_tokens = first.n_tokens
+        self.queue_size = int(queue_size)
+        self.register_buffer("queue_t2", F.normalize(torch.randn(self.queue_size, proj_dim), dim=1))
+        if queue_modalities == "both":
+            self.register_buffer("queue_t1",
+                                 F.normalize(torch.randn(self.queue_size, proj_dim), dim=1))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    # -- parameters -------------------------------------------------------------------
+    def query_parameters(self):
+        """Trainable parameters: query encoder(s) and projection head."""
+        return [*self.encoder_q.parameters(), *self.projector_q.parameters()]
+
+    def key_parameters(self):
+        """EMA parameters, in the same order as :meth:`query_parameters`."""
+        return [*self.encoder_k.parameters(), *self.projector_k.parameters()]
+
+    @torch.no_grad()
+    def momentum_update(self):
+        """``key <- m * key + (1 - m) * query`` for every key parameter."""
+        torch._foreach_lerp_(self.key_parameters(),
+                             [p.detach() for p in self.query_parameters()],
+                             1.0 - self.momentum)
+
+    # -- encoding ---------------------------------------------------------------------
+    def tokens(self, x, key=False):
+        """T1 and T2 tokens, each ``(B, N, embed_dim)``, of pairs ``x`` ``(B, 2, D, H, W)``."""
+        encoders = self.encoder_k if key else self.encoder_q
+        if self.shared_encoder:  # one pass over the 2B volumes
+            t = encoders["shared"](torch.cat([x[:, 0:1], x[:, 1:2]], dim=0))
+            return t.chunk(2, dim=0)
+        return encoders["t1"](x[:, 0:1]), encoders["t2"](x[:, 1:2])
+
+    def forward(self, x, output="projection"):
+        """Query-side embeddings of pairs ``x`` ``(B, 2, D, H, W)``.
+
+        ``output='pooled'`` -> ``(B, 2, embed_dim)`` mean-pooled tokens;
+        ``'projection'`` -> ``(B, 2, proj_dim)`` L2-normalised projections;
+        ``'tokens'`` -> ``(B, 2, n_tokens, embed_dim)``.
+        """
+        t1, t2 = self.tokens(x)
+        if output == "tokens":
+            return torch.stack([t1, t2], dim=1)
+        p1, p2 = t1.mean(dim=1), t2.mean(dim=1)
+        if output == "pooled":
+            return torch.stack([p1, p2], dim=1)
+        if output == "projection":
+            return torch.stack([self.projector_q(p1), self.projector_q(p2)], dim=1)
+        raise ValueError(f"output must be 'pooled', 'projection' or 'tokens'; got {output!r}.")
+
+    def forward_train(self, x):
+        """One MoCo step's embeddings: queries ``q1, q2`` and keys ``k1, k2`` (B, p).
+
+        The key weights are EMA-updated first, then the keys are computed without
+        gradient.
+        """
+        t1, t2 = self.tokens(x)
+        q1 = self.projector_q(t1.mean(dim=1))
+        q2 = self.projector_q(t2.mean(dim=1))
+        with torch.no_grad():
+            self.momentum_update()
+            s1, s2 = self.tokens(x, key=True)
+            k1 = self.projector_k(s1.mean(dim=1))
+            k2 = self.projector_k(s2.mean(dim=1))
+        return q1, q2, k1, k2
+
+    # -- queue ------------------------------------------------------------------------
+    def negatives(self):
+        """Negatives for the T1 queries and for the T2 queries (each ``(K, p)``)."""
+        if self.queue_modalities == "both":
+            return self.queue_t2, self.queue_t1
+        return self.queue_t2, self.queue_t2
+
+    @torch.no_grad()
+    def enqueue(self, k1, k2):
+        """Write the batch's keys into the queue(s) circularly (oldest overwritten)."""
+        b = k2.shape[0]
+        if b > self.queue_size:  # keep the last K keys
+            k1, k2, b = k1[-self.queue_size:], k2[-self.queue_size:], self.queue_size
+        idx = (self.queue_ptr + torch.arange(b, device=k2.device)) % self.queue_size
+        self.queue_t2[idx] = k2.detach().to(self.queue_t2.dtype)
+        if self.queue_modalities == "both":
+            self.queue_t1[idx] = k1.detach().to(self.queue_t1.dtype)
+        self.queue_ptr.copy_((self.queue_ptr + b) % self.queue_size)
