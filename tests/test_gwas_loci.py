@@ -157,9 +157,12 @@ def test_planted_loci_are_recovered_on_real_genotypes():
     assert holds(gwas.loci_["t2"], shared) == holds(gwas.loci_["t2"], t2_only) == 1
     assert holds(gwas.loci_["t1"], t2_only) == holds(gwas.loci_["t2"], t1_only) == 0
     for mod, planted in (("t1", [shared, t1_only]), ("t2", [shared, t2_only])):
-        lead_pos = gwas.leads_[mod].base_pair_location.to_numpy()
-        dist = np.abs(lead_pos[:, None] - snps.pos.to_numpy()[planted][None, :])
-        assert (dist.min(axis=1) <= 250_000).all()   # every lead sits at a planted SNP
+        # several clumps per strong signal are usual (SNPs in weak LD with the causal
+        # one reach significance); each lies in the merged locus of a planted SNP
+        loci = gwas.loci_[mod]
+        for p in gwas.leads_[mod].base_pair_location:
+            (k,) = np.flatnonzero((loci.start <= p) & (p <= loci.end))
+            assert any(loci.start[k] <= snps.pos.iat[j] <= loci.end[k] for j in planted)
     assert set(gwas.leads_["t1"].phenotype) == {"t1_0", "t1_2"}
     ov = gwas.overlap_
     assert (ov.n_shared, ov.n_only_a, ov.n_only_b) == (1, 1, 1)
