@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import re
 from pathlib import Path
 
@@ -18,20 +19,14 @@ SUMSTATS_COLUMNS = [
 ]
 
 
+#: Text precision of the TSV writer: 7 significant digits (p-values keep their exponent,
+#: down to the float64 subnormal 5e-324; ``neg_log10_p`` carries smaller ones).
+FLOAT_FORMAT = "%.7g"
+
+
 def phenotype_filename(phenotype, suffix):
     """File name of one phenotype's table (unsafe characters replaced by ``_``)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(phenotype)) + suffix
-
-
-def _float_format(frame):
-    # p-values keep full precision (they can be < 1e-300); others 6 significant digits
-    out = frame.copy()
-    for col in ("beta", "standard_error", "t_stat", "effect_allele_frequency", "neg_log10_p"):
-        if col in out:
-            out[col] = out[col].map(lambda v: "NA" if not np.isfinite(v) else f"{v:.6g}")
-    if "p_value" in out:
-        out["p_value"] = out["p_value"].map(lambda v: "NA" if not np.isfinite(v) else f"{v:.6e}")
-    return out
 
 
 def write_tsv_gz(frames, path, per_phenotype=False):
@@ -56,18 +51,16 @@ def write_tsv_gz(frames, path, per_phenotype=False):
         path.mkdir(parents=True, exist_ok=True)
         for name, frame in frames:
             out = path / phenotype_filename(name, ".tsv.gz")
-            _float_format(frame).to_csv(out, sep="\t", index=False, compression="gzip",
-                                        na_rep="NA")
+            frame.to_csv(out, sep="\t", index=False, compression="gzip", na_rep="NA",
+                         float_format=FLOAT_FORMAT)
             written.append(out)
         return written
     path.parent.mkdir(parents=True, exist_ok=True)
-    import gzip
-
     with gzip.open(path, "wt", compresslevel=6) as fh:
         header = True
         for _, frame in frames:
-            _float_format(frame).to_csv(fh, sep="\t", index=False, header=header,
-                                        na_rep="NA")
+            frame.to_csv(fh, sep="\t", index=False, header=header, na_rep="NA",
+                         float_format=FLOAT_FORMAT)
             header = False
     return [path]
 
