@@ -123,27 +123,28 @@ def template_tissues(shape):
     shape = _check_shape(shape)
     src = _template_1mm()
     vs = voxel_size(shape)
-    # coordinates of the target voxel centres in 1 mm voxel indices
-    centres = voxel_centres(shape)
-    idx = [c - ORIGIN_MM[a] for a, c in enumerate(centres)]
-    sigma = [0.42 * v if v > 1.0 else 0.0 for v in vs]  # FWHM ~ one target voxel
+    # target voxel centres in 1 mm voxel indices; a triangle kernel of half-width one
+    # target voxel (linear interpolation when upsampling) averages out what a coarse grid
+    # cannot hold, applied separably as three matrix products
+    mats = [_kernel_matrix(int(FOV_MM[a]), c - ORIGIN_MM[a], max(1.0, vs[a]))
+            for a, c in enumerate(voxel_centres(shape))]
     out = {}
     for name in ("gm", "wm", "mask"):
-        vol = src[name]
-        if any(s > 0 for s in sigma):
-            vol = ndimage.gaussian_filter(vol, sigma)
-        if tuple(shape) == tuple(int(n) for n in FOV_MM):
-            res = vol.copy()
-        else:
-            # separable linear interpolation onto the target grid
-            res = vol
-            for axis, x in enumerate(idx):
-                res = _interp_axis(res, x, axis)
+        res = src[name]
+        for axis, mat in enumerate(mats if shape != tuple(int(f) for f in FOV_MM) else []):
+            res = np.moveaxis(np.tensordot(mat, res, axes=([1], [axis])), 0, axis)
         out[name] = np.clip(res, 0.0, 1.0).astype(np.float32)
     out["csf"] = np.clip(out["mask"] - out["gm"] - out["wm"], 0.0, 1.0)
     for v in out.values():
         v.setflags(write=False)
     return out
+
+
+def _kernel_matrix(n_src, x, half_width):
+    """(len(x), n_src) float32 matrix of normalised triangle weights centred at ``x``."""
+    j = np.arange(n_src)
+    w = np.clip(1.0 - np.abs(j[None, :] - np.asarray(x, float)[:, None]) / half_width, 0, None)
+    return (w / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def _interp_matrix(n_src, x):
@@ -157,11 +158,6 @@ def _interp_matrix(n_src, x):
     np.add.at(mat, (rows, lo), 1 - w)
     np.add.at(mat, (rows, hi), w)
     return mat
-
-
-def _interp_axis(vol, x, axis):
-    mat = _interp_matrix(vol.shape[axis], x).astype(np.float32)
-    return np.moveaxis(np.tensordot(mat, vol, axes=([1], [axis])), 0, axis)
 
 
 # --------------------------------------------------------------------------- control grid

@@ -84,7 +84,7 @@ def _ancestry_pcs(G, n_pcs, seed):
         return np.zeros((G.shape[0], 0))
     Z = _standardize(G)[0].astype(np.float32)
     k = min(n_pcs, min(Z.shape) - 1)
-    U, S, _ = randomized_svd(Z, k, random_state=seed)
+    U, S, _ = randomized_svd(Z, k, n_oversamples=20, n_iter=12, random_state=seed)
     pcs = U * S
     pcs = pcs / pcs.std(axis=0)
     if k < n_pcs:

@@ -26,9 +26,9 @@ from .anatomy import voxel_centres
 T1_INTENSITY = {"csf": 0.30, "gm": 0.62, "wm": 1.00}
 T2_INTENSITY = {"csf": 1.00, "gm": 0.62, "wm": 0.42}
 MYELIN_GAIN = 0.06  # relative WM T1 change per unit of the T1-only factor (at the pattern's peak)
-WMH_BASE = 0.10  # T2 WM hyperintensity at the pattern's peak for a factor value of 0
-WMH_LOG_GAIN = 0.5  # log-load change per unit of the T2-only factor
-WMH_MAX = 0.5
+WMH_BASE = 0.15  # T2 WM hyperintensity at the pattern's peak for a factor value of 0
+WMH_LOG_GAIN = 0.6  # log-load change per unit of the T2-only factor
+WMH_MAX = 0.6
 
 __all__ = ["T1_INTENSITY", "T2_INTENSITY", "render_pair"]
 

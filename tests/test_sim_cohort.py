@@ -1,0 +1,131 @@
+"""make_paired_cohort: API, planted heritability, determinism, input errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hcl_sklearn.datasets import make_paired_cohort
+from hcl_sklearn.volumes import PairedVolumes, check_paired_input
+
+
+@pytest.fixture(scope="module")
+def genetic_cohort():
+    return make_paired_cohort(n_subjects=2000, shape=None, n_causal=20,
+                              h2=[0.2, 0.5, 0.8], h2_t1_only=0.3, h2_t2_only=0.6,
+                              n_pcs=0, random_state=11)
+
+
+def test_bunch_api():
+    b = make_paired_cohort(n_subjects=6, shape=(16, 20, 16), n_pcs=4, random_state=0)
+    n = 6
+    assert b.X.shape == (n, 2, 16, 20, 16) and b.X.dtype == np.float32
+    assert check_paired_input(b.X)[0] == "array"
+    assert len(PairedVolumes(b.X, target_shape=None, subject_ids=b.subject_ids)) == n
+    assert isinstance(b.subject_ids, pd.Index) and b.subject_ids.is_unique
+    assert all(isinstance(s, str) for s in b.subject_ids)
+    assert b.genotypes.shape == (n, len(b.snps)) and b.genotypes.dtype == np.int8
+    assert {"chrom", "pos", "id", "variant_id", "a1", "a2"} <= set(b.snps.columns)
+    assert list(b.covariates.columns) == ["age", "sex", "PC1", "PC2", "PC3", "PC4"]
+    for frame in (b.covariates, b.truth.factor_values, b.truth.genetic_values):
+        assert frame.index.equals(b.subject_ids)
+    assert b.age.index.equals(b.subject_ids) and b.disorder.index.equals(b.subject_ids)
+    assert set(b.disorder.unique()) <= {0, 1}
+    assert ((b.age >= 45) & (b.age <= 82)).all()
+    f = b.truth.factors
+    assert set(f["kind"]) == {"heritable", "age", "disorder", "noise"}
+    assert f.loc["t1_myelin", "modalities"] == ("t1",)
+    assert f.loc["t2_wmh", "modalities"] == ("t2",)
+    assert (f.loc[f.kind == "heritable", "n_causal"] == 50).all()
+    causal = b.truth.causal
+    assert set(causal["factor"]) == set(f.index[f.kind == "heritable"])
+    assert (causal["variant_id"].to_numpy()
+            == b.snps["id"].to_numpy()[causal["snp_index"].to_numpy()]).all()
+
+
+def test_realised_h2_matches_request(genetic_cohort):
+    """Independent check: R^2 of each factor regressed on its causal genotypes (OLS)."""
+    b = genetic_cohort
+    f = b.truth.factors
+    her = f.index[f["kind"] == "heritable"]
+    assert len(her) == 5
+    for name in her:
+        idx = b.truth.causal.loc[b.truth.causal["factor"] == name, "snp_index"].to_numpy()
+        X = np.column_stack([np.ones(len(b.subject_ids)), b.genotypes[:, idx]])
+        y = b.truth.factor_values[name].to_numpy()
+        coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+        resid = y - X @ coef
+        n, p = X.shape
+        r2 = 1 - resid.var() / y.var()
+        r2_adj = 1 - (1 - r2) * (n - 1) / (n - p)
+        requested = f.loc[name, "h2"]
+        assert abs(r2_adj - requested) < 0.05, (name, r2_adj, requested)
+        assert abs(f.loc[name, "realised_h2"] - requested) < 0.05
+        # the per-allele effects reproduce the genetic values
+        beta = b.truth.causal.loc[b.truth.causal["factor"] == name, "beta_allele"].to_numpy()
+        g = b.genotypes[:, idx] @ beta
+        np.testing.assert_allclose(np.corrcoef(g, b.truth.genetic_values[name])[0, 1], 1,
+                                   atol=1e-9)
+    # non-heritable factors are unrelated to the genotypes of any causal set
+    noise = b.truth.factor_values["noise_1"].to_numpy()
+    idx = b.truth.causal.loc[b.truth.causal["factor"] == "shape_2", "snp_index"].to_numpy()
+    X = np.column_stack([np.ones(len(noise)), b.genotypes[:, idx]])
+    resid = noise - X @ np.linalg.lstsq(X, noise, rcond=None)[0]
+    assert 1 - resid.var() / noise.var() < 0.03
+
+
+def test_disorder_and_age(genetic_cohort):
+    b = genetic_cohort
+    assert 0.1 < b.disorder.mean() < 0.3
+    # older subjects are affected more often, as designed
+    assert b.age[b.disorder == 1].mean() > b.age[b.disorder == 0].mean()
+
+
+def test_same_seed_same_cohort_different_seed_differs():
+    kw = dict(n_subjects=5, shape=(16, 20, 16), n_pcs=2)
+    a = make_paired_cohort(random_state=7, **kw)
+    b = make_paired_cohort(random_state=7, **kw)
+    c = make_paired_cohort(random_state=8, **kw)
+    assert np.array_equal(a.X, b.X)
+    assert np.array_equal(a.genotypes, b.genotypes)
+    pd.testing.assert_frame_equal(a.covariates, b.covariates)
+    pd.testing.assert_frame_equal(a.truth.factor_values, b.truth.factor_values)
+    pd.testing.assert_frame_equal(a.truth.causal, b.truth.causal)
+    assert not np.array_equal(a.X, c.X)
+    assert not np.array_equal(a.genotypes, c.genotypes)
+    assert not a.truth.causal["snp_index"].equals(c.truth.causal["snp_index"])
+    # images do not change the genetic draw: shape=None gives the same genotypes and factors
+    g = make_paired_cohort(random_state=7, **{**kw, "shape": None})
+    assert g.X is None
+    assert np.array_equal(a.genotypes, g.genotypes)
+    pd.testing.assert_frame_equal(a.truth.factor_values, g.truth.factor_values)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(n_subjects=1), "n_subjects"),
+    (dict(n_subjects=10.5), "n_subjects"),
+    (dict(shape=(32, 40)), "shape"),
+    (dict(shape=(4, 4, 4)), "shape"),
+    (dict(h2=1.5), "h2"),
+    (dict(h2=[0.5, 0.5]), "one value per factor"),
+    (dict(h2_t2_only=-0.1), "h2_t2_only"),
+    (dict(n_causal=0), "n_causal"),
+    (dict(n_causal=10**6), "n_causal"),
+    (dict(prevalence=1.0), "prevalence"),
+    (dict(noise_level=-1), "noise_level"),
+])
+def test_bad_input_raises(kwargs, match):
+    params = dict(n_subjects=10, shape=None, n_pcs=0, random_state=0)
+    params.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        make_paired_cohort(**params)
+
+
+def test_bad_shape_type():
+    with pytest.raises(TypeError, match="shape"):
+        make_paired_cohort(n_subjects=4, shape=32, random_state=0)
+
+
+def test_optional_factors_left_out():
+    b = make_paired_cohort(n_subjects=20, shape=None, n_heritable=1, n_noise=0,
+                           h2_t1_only=None, h2_t2_only=None, n_pcs=0, random_state=0)
+    assert list(b.truth.factors.index) == ["shape_1", "age", "disorder"]
