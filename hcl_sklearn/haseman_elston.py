@@ -2,101 +2,26 @@
 
 For standardized phenotypes ``y`` (covariates regressed out), HE cross-product
 regression fits ``y_i y_j = a + b K_ij + error`` over all ordered pairs ``i != j``; the
-slope ``b`` estimates h2. For two phenotypes the same regression of ``y1_i y2_j`` gives
-the genetic covariance ``rho_g`` (on the standardized scale), and
-``rg = rho_g / sqrt(h2_1 h2_2)``.
+slope ``b`` estimates h2. Its closed form is a quadratic form: with ``A`` the GRM with
+zero diagonal and its off-diagonal entries centred (``A_ij = K_ij - mean_{k!=l} K_kl``),
+``b = y' A y / D`` with ``D = sum_ij A_ij^2``. For two phenotypes ``y1' A y2 / D`` is the
+genetic covariance ``rho`` (standardized scale) and ``rg = rho / sqrt(h2_1 h2_2)``. One
+product ``K @ Y`` gives all slopes, ``Y1' K Y2`` all cross slopes.
 
-Every least-squares sum over pairs is a quadratic form, so one product ``K @ Y`` gives
-the slopes of all phenotypes (and ``Y1' K Y2`` of all pairs). Standard errors come from
-a delete-a-group jackknife over subjects: the pair sums of each leave-one-group-out
-replicate are the full sums minus the pairs that touch the group, obtained from the
-same products (no refitting).
+Standard errors are analytic (normal theory): each estimator, linearised around the
+estimates (including the scaling of ``y`` by its sample variance), is a quadratic form
+``w' R w`` of the Gaussian vector ``w`` with covariance ``Sigma`` built from ``K`` and
+the estimated variance components, so ``var = 2 tr(R Sigma R Sigma)``. This only needs
+the traces ``tr(AKAK)``, ``tr(A^2 K)``, ``tr(A K^2)``, ``tr(A K)``, ``tr(A^2)``,
+``tr(K^2)``, ``tr(K)``: exact (one ``n^3`` product) up to ``exact_max_n`` subjects,
+Hutchinson estimates with Rademacher probes above.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["he_regression", "jackknife_groups"]
-
-
-def jackknife_groups(n, n_blocks, random_state=None):
-    """Random partition of ``range(n)`` into ``n_blocks`` groups of (almost) equal size."""
-    rng = np.random.default_rng(random_state)
-    n_blocks = int(min(max(n_blocks, 2), n))
-    labels = np.empty(n, dtype=np.intp)
-    labels[rng.permutation(n)] = np.arange(n) % n_blocks
-    return labels, n_blocks
-
-
-class _PairSums:
-    """Sums over ordered pairs i != j of ``A_ij u_i v_j`` and leave-one-group-out copies.
-
-    ``total[...]`` and ``minus[g, ...]`` (the sum without pairs touching group ``g``).
-    """
-
-    @staticmethod
-    def bilinear(K, U, V, diagK, labels, G, KV=None, KU=None):
-        """Sums of ``K_ij U_ip V_jq`` over i != j: total (P, Q), minus (G, P, Q)."""
-        if KV is None:
-            KV = K @ V
-        if KU is None:
-            KU = K @ U
-        total = U.T @ KV - (U * diagK[:, None]).T @ V
-        minus = np.empty((G,) + total.shape)
-        for g in range(G):
-            m = labels == g
-            Ug, Vg = U[m], V[m]
-            dg = diagK[m][:, None]
-            row = Ug.T @ KV[m] - (Ug * dg).T @ Vg       # i in g
-            col = KU[m].T @ Vg - (Ug * dg).T @ Vg       # j in g
-            within = Ug.T @ (K[np.ix_(m, m)].astype(np.float64) @ Vg) - (Ug * dg).T @ Vg
-            minus[g] = total - row - col + within
-        return total, minus
-
-    @staticmethod
-    def outer(U, V, labels, G):
-        """Sums of ``U_ip V_jq`` over i != j (the K = 1 case)."""
-        su, sv = U.sum(axis=0), V.sum(axis=0)
-        total = np.outer(su, sv) - U.T @ V
-        minus = np.empty((G,) + total.shape)
-        for g in range(G):
-            m = labels == g
-            sug, svg = U[m].sum(axis=0), V[m].sum(axis=0)
-            minus[g] = np.outer(su - sug, sv - svg) - (U.T @ V - U[m].T @ V[m])
-        return total, minus
-
-
-def _grm_sums(K, labels, G, chunk=2048):
-    """Pair sums of K and K^2 (i != j): totals and leave-one-group-out copies."""
-    n = K.shape[0]
-    diagK = np.diag(K).astype(np.float64)
-    rs = np.zeros(n)          # row sums of K
-    rs2 = np.zeros(n)         # row sums of K**2
-    within = np.zeros(G)      # sum of K over pairs inside group g (incl. diagonal)
-    within2 = np.zeros(G)
-    for r0 in range(0, n, chunk):
-        r1 = min(r0 + chunk, n)
-        B = np.asarray(K[r0:r1], dtype=np.float64)
-        rs[r0:r1] = B.sum(axis=1)
-        rs2[r0:r1] = np.einsum("ij,ij->i", B, B)
-        lab = labels[r0:r1]
-        for g in range(G):
-            rows = lab == g
-            if rows.any():
-                sub = B[rows][:, labels == g]
-                within[g] += sub.sum()
-                within2[g] += np.einsum("ij,ij->", sub, sub)
-    out = {}
-    for name, r, w, dg in (("a", rs, within, diagK), ("aa", rs2, within2, diagK ** 2)):
-        total = r.sum() - dg.sum()
-        minus = np.empty(G)
-        for g in range(G):
-            m = labels == g
-            touch = 2.0 * (r[m].sum() - dg[m].sum()) - (w[g] - dg[m].sum())
-            minus[g] = total - touch
-        out[name] = (total, minus)
-    return out, diagK
+__all__ = ["he_regression", "he_traces"]
 
 
 def _matmul_rows(K, Y, chunk=2048):
@@ -109,19 +34,108 @@ def _matmul_rows(K, Y, chunk=2048):
     return out
 
 
-def _slope(s_az, s_a, s_z, s_aa, n_pairs):
-    """OLS slope with intercept from pair sums."""
-    return (s_az - s_a * s_z / n_pairs) / (s_aa - s_a ** 2 / n_pairs)
+def _row_chunks(K, chunk=2048):
+    for r0 in range(0, K.shape[0], chunk):
+        yield r0, np.asarray(K[r0:r0 + chunk], dtype=np.float64)
 
 
-def _jackknife_se(full, reps):
-    G = reps.shape[0]
-    mean = np.nanmean(reps, axis=0)
-    return np.sqrt((G - 1) / G * np.nansum((reps - mean) ** 2, axis=0))
+def he_traces(K, *, exact_max_n=4000, n_probes=100, random_state=0):
+    """Centring constant and the traces needed by the HE estimates and their SEs.
+
+    Returns
+    -------
+    dict with ``abar`` (mean off-diagonal K), ``diag`` (diagonal of K), ``D`` =
+    ``tr(A^2)``, ``AKAK``, ``AAK``, ``AKK``, ``AK``, ``KK``, ``K``, ``exact`` (bool).
+    """
+    n = K.shape[0]
+    diag = np.array(np.diag(K), dtype=np.float64)
+    tot = kk = 0.0
+    rows = np.empty(n)
+    for r0, B in _row_chunks(K):
+        rows[r0:r0 + B.shape[0]] = B.sum(axis=1)
+        kk += np.einsum("ij,ij->", B, B)
+    tot = rows.sum()
+    n_off = n * (n - 1.0)
+    abar = (tot - diag.sum()) / n_off
+    off_sq = kk - (diag ** 2).sum()
+    D = off_sq - 2 * abar * (tot - diag.sum()) + abar ** 2 * n_off
+    AK = (off_sq) - abar * (tot - diag.sum())          # tr(AK) = sum_{i!=j} A_ij K_ij
+    out = {"abar": abar, "diag": diag, "D": D, "AK": AK, "KK": kk, "K": diag.sum()}
+
+    def apply_A(V, KV):
+        """A @ V from K @ V: A = K - diag(K) - abar (J - I)."""
+        return KV - diag[:, None] * V - abar * (V.sum(axis=0)[None, :] - V)
+
+    if n <= exact_max_n:
+        Kd = np.asarray(K, dtype=np.float64)
+        AKm = apply_A(Kd, Kd @ Kd)                      # A @ K  (K symmetric)
+        out["AKAK"] = np.einsum("ij,ji->", AKm, AKm)
+        out["AKK"] = np.einsum("ij,ji->", AKm, Kd)
+        # tr(A A K) = tr(A (A K)) = sum_ij A_ij (AK)_ji with A_ij = K_ij - abar off-diag
+        Aoff = Kd - abar
+        np.fill_diagonal(Aoff, 0.0)
+        out["AAK"] = np.einsum("ij,ji->", Aoff, AKm)
+        out["exact"] = True
+        return out
+    rng = np.random.default_rng(random_state)
+    V = rng.choice([-1.0, 1.0], size=(n, int(n_probes)))
+    KV = _matmul_rows(K, V)
+    AV = apply_A(V, KV)
+    KAV = _matmul_rows(K, AV)
+    KKV = _matmul_rows(K, KV)
+    AKV = apply_A(KV, KKV)                                   # A K V
+    KAKV = _matmul_rows(K, AKV)
+    out["AKAK"] = float(np.mean(np.einsum("ib,ib->b", AV, KAKV)))   # v'A K A K v
+    out["AAK"] = float(np.mean(np.einsum("ib,ib->b", AV, KAV)))     # v'A K A v
+    out["AKK"] = float(np.mean(np.einsum("ib,ib->b", AV, KKV)))     # v'A K K v
+    out["exact"] = False
+    return out
 
 
-def he_regression(K, Y1, Y2=None, *, n_blocks=20, random_state=0):
-    """HE-CP slopes of all phenotypes (and all pairs) with jackknife standard errors.
+def _quadratic_forms(K, U, V, KV, tr):
+    """``U' A V`` (P, Q) from ``K V``."""
+    diag, abar = tr["diag"], tr["abar"]
+    return U.T @ KV - (U * diag[:, None]).T @ V - abar * (
+        np.outer(U.sum(axis=0), V.sum(axis=0)) - U.T @ V)
+
+
+def _var_h2(h, n, tr):
+    """Var of the univariate HE slope: 2 tr(A* V A* V) / D^2, A* = A - h D / n I."""
+    D = tr["D"]
+    c = h * D / n
+    g, e = h, 1.0 - h
+    t_avav = g * g * tr["AKAK"] + 2 * g * e * tr["AAK"] + e * e * D
+    t_avv = g * g * tr["AKK"] + 2 * g * e * tr["AK"]
+    t_vv = g * g * tr["KK"] + 2 * g * e * tr["K"] + e * e * n
+    return 2.0 * (t_avav - 2 * c * t_avv + c * c * t_vv) / D ** 2
+
+
+def _var_rg(h1, h2, rho, rp, tr):
+    """Var of rg = rho / sqrt(h1 h2) (delta method, all blocks proportional to A)."""
+    D = tr["D"]
+    rg = rho / np.sqrt(h1 * h2)
+    r11 = -rg / (2 * h1 * D)
+    r22 = -rg / (2 * h2 * D)
+    r12 = 1.0 / (2 * D * np.sqrt(h1 * h2))
+    # Sigma blocks: s * K + t * I
+    s11, t11 = h1, 1 - h1
+    s22, t22 = h2, 1 - h2
+    s12, t12 = rho, rp - rho
+    Rm = np.array([[r11, r12], [r12, r22]])
+    Sg = np.array([[s11, s12], [s12, s22]])
+    Te = np.array([[t11, t12], [t12, t22]])
+    Rm, Sg, Te = (np.moveaxis(a, (0, 1), (-2, -1)) for a in (Rm, Sg, Te))
+
+    def tr4(a, b, c, d):
+        return np.einsum("...ij,...jk,...kl,...li->...", a, b, c, d)
+
+    var = 2.0 * (tr["AKAK"] * tr4(Rm, Sg, Rm, Sg) + 2 * tr["AAK"] * tr4(Rm, Sg, Rm, Te)
+                 + D * tr4(Rm, Te, Rm, Te))
+    return var
+
+
+def he_regression(K, Y1, Y2=None, *, exact_max_n=4000, n_probes=100, random_state=0):
+    """HE-CP slopes of all phenotypes (and all pairs) with analytic standard errors.
 
     Parameters
     ----------
@@ -132,66 +146,45 @@ def he_regression(K, Y1, Y2=None, *, n_blocks=20, random_state=0):
         variance (no missing values).
     Y2 : ndarray (n, P2), optional
         Second set for cross-trait slopes (genetic covariances) and rg.
-    n_blocks : int
-        Groups of subjects for the delete-a-group jackknife.
+    exact_max_n : int
+        Up to this many subjects the traces are exact (``n^3`` work); above, Hutchinson
+        estimates with ``n_probes`` Rademacher probes (``n^2 * n_probes`` work).
 
     Returns
     -------
     dict with ``h2_1``, ``h2_1_se`` (P1,), and when ``Y2`` is given also ``h2_2``,
-    ``h2_2_se`` (P2,), ``cov_g``, ``cov_g_se``, ``rg``, ``rg_se`` (P1, P2). ``rg`` is
-    NaN where an h2 estimate is not positive.
+    ``h2_2_se`` (P2,), ``cov_g`` (P1, P2), ``rg``, ``rg_se`` (P1, P2). ``rg`` is NaN
+    where an h2 estimate is not positive.
     """
     n = K.shape[0]
-    labels, G = jackknife_groups(n, n_blocks, random_state)
-    sizes = np.bincount(labels, minlength=G)
-    n_pairs = n * (n - 1.0)
-    n_pairs_g = (n - sizes) * (n - sizes - 1.0)
-    gs, diagK = _grm_sums(K, labels, G)
-    s_a, s_a_g = gs["a"]
-    s_aa, s_aa_g = gs["aa"]
-
-    def slopes(U, V, KU, KV, paired):
-        if paired:  # only the diagonal (U_p with V_p): univariate h2
-            az_t = np.einsum("ip,ip->p", U, KV) - np.einsum("i,ip,ip->p", diagK, U, V)
-            z_t = U.sum(0) * V.sum(0) - np.einsum("ip,ip->p", U, V)
-            az_g = np.empty((G, U.shape[1]))
-            z_g = np.empty((G, U.shape[1]))
-            for g in range(G):
-                m = labels == g
-                Um, Vm, dm = U[m], V[m], diagK[m][:, None]
-                row = np.einsum("ip,ip->p", Um, KV[m]) - np.einsum("ip,ip->p", Um * dm, Vm)
-                col = np.einsum("ip,ip->p", KU[m], Vm) - np.einsum("ip,ip->p", Um * dm, Vm)
-                within = (np.einsum("ip,ip->p", Um, K[np.ix_(m, m)].astype(np.float64) @ Vm)
-                          - np.einsum("ip,ip->p", Um * dm, Vm))
-                az_g[g] = az_t - row - col + within
-                z_g[g] = ((U.sum(0) - Um.sum(0)) * (V.sum(0) - Vm.sum(0))
-                          - (np.einsum("ip,ip->p", U, V) - np.einsum("ip,ip->p", Um, Vm)))
-            ex = (slice(None), None)
-        else:
-            az_t, az_g = _PairSums.bilinear(K, U, V, diagK, labels, G, KV=KV, KU=KU)
-            z_t, z_g = _PairSums.outer(U, V, labels, G)
-            ex = (slice(None), None, None)
-        full = _slope(az_t, s_a, z_t, s_aa, n_pairs)
-        reps = _slope(az_g, s_a_g[ex], z_g, s_aa_g[ex], n_pairs_g[ex])
-        return full, reps
-
+    tr = he_traces(K, exact_max_n=exact_max_n, n_probes=n_probes, random_state=random_state)
+    D = tr["D"]
     Y1 = np.asarray(Y1, dtype=np.float64)
     KY1 = _matmul_rows(K, Y1)
-    h1, h1_reps = slopes(Y1, Y1, KY1, KY1, True)
-    out = {"h2_1": h1, "h2_1_se": _jackknife_se(h1, h1_reps), "n_blocks": G}
+    diag = tr["diag"]
+
+    def own(U, KU):
+        q = (np.einsum("ip,ip->p", U, KU) - np.einsum("i,ip,ip->p", diag, U, U)
+             - tr["abar"] * (U.sum(axis=0) ** 2 - (U * U).sum(axis=0)))
+        h = q / D
+        with np.errstate(invalid="ignore"):
+            se = np.sqrt(np.maximum(_var_h2(h, n, tr), 0.0))
+        return h, se
+
+    h1, se1 = own(Y1, KY1)
+    out = {"h2_1": h1, "h2_1_se": se1, "traces_exact": tr["exact"]}
     if Y2 is None:
         return out
     Y2 = np.asarray(Y2, dtype=np.float64)
     KY2 = _matmul_rows(K, Y2)
-    h2, h2_reps = slopes(Y2, Y2, KY2, KY2, True)
-    cg, cg_reps = slopes(Y1, Y2, KY1, KY2, False)
+    h2, se2 = own(Y2, KY2)
+    rho = _quadratic_forms(K, Y1, Y2, KY2, tr) / D
+    rp = (Y1.T @ Y2) / n
+    H1, H2 = np.meshgrid(h1, h2, indexing="ij")
+    ok = (H1 > 0) & (H2 > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        rg = cg / np.sqrt(np.outer(h1, h2))
-        rg_reps = cg_reps / np.sqrt(h1_reps[:, :, None] * h2_reps[:, None, :])
-    rg = np.where(np.outer(h1 > 0, h2 > 0), rg, np.nan)
-    out.update({
-        "h2_2": h2, "h2_2_se": _jackknife_se(h2, h2_reps),
-        "cov_g": cg, "cov_g_se": _jackknife_se(cg, cg_reps),
-        "rg": rg, "rg_se": np.where(np.isnan(rg), np.nan, _jackknife_se(rg, rg_reps)),
-    })
+        rg = np.where(ok, rho / np.sqrt(np.abs(H1 * H2)), np.nan)
+        var = _var_rg(np.where(ok, H1, 1.0), np.where(ok, H2, 1.0), rho, rp, tr)
+        rg_se = np.where(ok, np.sqrt(np.maximum(var, 0.0)), np.nan)
+    out.update({"h2_2": h2, "h2_2_se": se2, "cov_g": rho, "rg": rg, "rg_se": rg_se})
     return out

@@ -247,15 +247,12 @@ class HeritabilityScorer(BaseEstimator):
     method : {'reml', 'he'}
         ``'reml'``: restricted maximum likelihood in the GRM eigenbasis, SE from the
         expected information, p-value from the likelihood-ratio test of h2 = 0.
-        ``'he'``: Haseman-Elston cross-product regression, SE by a delete-a-group
-        jackknife over subjects, one-sided Wald p-value. HE estimates are not bounded
-        to [0, 1].
+        ``'he'``: Haseman-Elston cross-product regression, analytic (normal-theory)
+        SE, one-sided Wald p-value. HE estimates are not bounded to [0, 1].
     covariates : pandas.DataFrame, optional
         Fixed effects, indexed by subject id (see the module notes).
-    n_jackknife_blocks : int
-        Jackknife groups for the HE standard errors.
     random_state : int, optional
-        Seed of the jackknife partition.
+        Seed of the random probes of the HE SE traces (only used above 4000 subjects).
     verbose : int
         0: quiet; > 0 logs a line per missingness pattern at INFO level.
 
@@ -288,12 +285,11 @@ class HeritabilityScorer(BaseEstimator):
     """
 
     def __init__(self, grm=None, genotypes=None, method="reml", covariates=None,
-                 n_jackknife_blocks=20, random_state=0, verbose=0):
+                 random_state=0, verbose=0):
         self.grm = grm
         self.genotypes = genotypes
         self.method = method
         self.covariates = covariates
-        self.n_jackknife_blocks = n_jackknife_blocks
         self.random_state = random_state
         self.verbose = verbose
 
@@ -325,9 +321,6 @@ class HeritabilityScorer(BaseEstimator):
             raise ValueError(f"method must be 'reml' or 'he'; got {self.method!r}.")
         if self.grm is not None and self.genotypes is not None:
             raise ValueError("Give either grm= or genotypes=, not both.")
-        if int(self.n_jackknife_blocks) < 2:
-            raise ValueError("n_jackknife_blocks must be >= 2; got "
-                             f"{self.n_jackknife_blocks}.")
 
     def _source(self, ids):
         cache = self.__dict__.setdefault("_grm_cache", {})
@@ -374,8 +367,7 @@ class HeritabilityScorer(BaseEstimator):
                 r["n"] = np.full(cols.size, n_obs)
             else:
                 Ys, beta = _residualize_standardize(Yp, X)
-                he = he_regression(src.sub(pos[obs]), Ys, n_blocks=self.n_jackknife_blocks,
-                                   random_state=self.random_state)
+                he = he_regression(src.sub(pos[obs]), Ys, random_state=self.random_state)
                 h, se = he["h2_1"], he["h2_1_se"]
                 with np.errstate(divide="ignore", invalid="ignore"):
                     p = stats.norm.sf(h / se)
@@ -416,7 +408,7 @@ def _output_with_ids(Z, X):
 
 # --------------------------------------------------------------------------- rg
 def genetic_correlation(Y1, Y2, grm=None, covariates=None, *, genotypes=None, method="he",
-                        n_jackknife_blocks=20, random_state=0, return_se=False):
+                        random_state=0, return_se=False):
     """Genetic correlation of every column of ``Y1`` with every column of ``Y2``.
 
     Parameters
@@ -429,8 +421,8 @@ def genetic_correlation(Y1, Y2, grm=None, covariates=None, *, genotypes=None, me
     covariates : pandas.DataFrame, optional
         Fixed effects regressed out of both sets (see the module notes).
     method : {'he', 'reml'}
-        ``'he'``: bivariate Haseman-Elston for all pairs as matrix products, SE by a
-        delete-a-group jackknife over subjects. ``'reml'``: bivariate REML per pair
+        ``'he'``: bivariate Haseman-Elston for all pairs as matrix products, analytic
+        (delta-method, normal-theory) SE. ``'reml'``: bivariate REML per pair
         (:func:`hcl_sklearn.reml.bivariate_reml`; slow, one optimisation per pair, no SE).
     return_se : bool
         If True return ``(rg, se)`` with ``se`` a DataFrame shaped like ``rg``.
@@ -489,8 +481,7 @@ def genetic_correlation(Y1, Y2, grm=None, covariates=None, *, genotypes=None, me
             if method == "he":
                 As, _ = _residualize_standardize(A, X)
                 Bs, _ = _residualize_standardize(B, X)
-                out = he_regression(src.sub(pos[obs]), As, Bs, n_blocks=n_jackknife_blocks,
-                                    random_state=random_state)
+                out = he_regression(src.sub(pos[obs]), As, Bs, random_state=random_state)
                 rg[np.ix_(cols1, cols2)] = out["rg"]
                 se[np.ix_(cols1, cols2)] = out["rg_se"]
             else:

@@ -63,9 +63,10 @@ def _restricted_loglik(h, s, Yt, Xt, logdet_xx):
     n, c = Xt.shape
     d = h[None, :] * s[:, None] + (1.0 - h)[None, :]       # (n, P)
     w = 1.0 / d
-    C = np.einsum("ip,ij,ik->pjk", w, Xt, Xt)                # (P, c, c)
-    Xwy = np.einsum("ip,ij,ip->pj", w, Xt, Yt)               # (P, c)
-    ywy = np.einsum("ip,ip,ip->p", w, Yt, Yt)
+    C = _weighted_gram(w, Xt)                                # (P, c, c)
+    wy = w * Yt
+    Xwy = wy.T @ Xt                                          # (P, c)
+    ywy = np.einsum("ip,ip->p", wy, Yt)
     beta = np.linalg.solve(C, Xwy[:, :, None])[:, :, 0]
     rwr = ywy - np.einsum("pj,pj->p", Xwy, beta)
     dof = n - c
@@ -74,6 +75,13 @@ def _restricted_loglik(h, s, Yt, Xt, logdet_xx):
     ll = -0.5 * (dof * (_LOG2PI + np.log(sigma2)) + np.log(d).sum(axis=0) + logdet_c
                  - logdet_xx + dof)
     return ll, beta, sigma2, w, C
+
+
+def _weighted_gram(w, Xt):
+    """``X' diag(w[:, p]) X`` for every column p of ``w`` (n, P) -> (P, c, c), one GEMM."""
+    n, c = Xt.shape
+    XX = (Xt[:, :, None] * Xt[:, None, :]).reshape(n, c * c)
+    return (w.T @ XX).reshape(w.shape[1], c, c)
 
 
 def _golden_max(f, lo, hi, n_iter):
@@ -105,15 +113,15 @@ def _golden_max(f, lo, hi, n_iter):
 def _trace_pdpd(w, d1, d2, Xt, Cinv):
     """``tr(P D1 P D2)`` for diagonal D1, D2 (n, P) in the eigenbasis, batched over P."""
     t = np.einsum("ip,ip,ip->p", w * w, d1, d2)
-    mid = np.einsum("ip,ij,ik->pjk", w ** 3 * d1 * d2, Xt, Xt)
+    mid = _weighted_gram(w ** 3 * d1 * d2, Xt)
     t -= 2.0 * np.einsum("pjk,pkj->p", Cinv, mid)
-    M1 = np.einsum("ip,ij,ik->pjk", w * w * d1, Xt, Xt)
-    M2 = np.einsum("ip,ij,ik->pjk", w * w * d2, Xt, Xt)
+    M1 = _weighted_gram(w * w * d1, Xt)
+    M2 = _weighted_gram(w * w * d2, Xt)
     t += np.einsum("pab,pbc,pcd,pda->p", Cinv, M1, Cinv, M2)
     return t
 
 
-def reml_h2(Y, X, Q, s, *, grid=41, n_iter=48, h2_max=H2_MAX):
+def reml_h2(Y, X, Q, s, *, grid=21, n_iter=36, h2_max=H2_MAX):
     """REML heritability of every column of ``Y`` with covariates ``X`` and GRM ``Q, s``.
 
     Parameters

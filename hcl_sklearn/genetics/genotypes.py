@@ -161,6 +161,7 @@ class Genotypes:
         ----------
         G : array-like of shape (n_samples, n_snps)
             Counts of the ``a1`` allele in ``[0, 2]``; ``NaN`` marks a missing call.
+            Stored as float32 if given as float32, else as float64.
         iid : list-like of str, length n_samples
             Subject ids.
         snps : pandas.DataFrame, optional
@@ -177,7 +178,9 @@ class Genotypes:
                [2., 1.],
                [1., 1.]])
         """
-        G = np.asarray(G, dtype=np.float64)
+        G = np.asarray(G)
+        if G.dtype != np.float32:  # float32 is kept (half the memory); else float64
+            G = G.astype(np.float64)
         if G.ndim != 2:
             raise ValueError(f"G must be 2-D (n_samples, n_snps); got shape {G.shape}.")
         n, m = G.shape
@@ -189,12 +192,13 @@ class Genotypes:
         if pd.Index(iid).has_duplicates:
             dup = pd.Index(iid)[pd.Index(iid).duplicated()].unique()[:5].tolist()
             raise ValueError(f"iid has duplicated ids, e.g. {dup}; ids must be unique.")
-        finite = G[~np.isnan(G)]
-        if finite.size and (np.isinf(finite).any() or finite.min() < 0 or finite.max() > 2):
-            raise ValueError(
-                "G must hold allele counts in [0, 2] (NaN for missing); found values "
-                f"in [{finite.min()}, {finite.max()}]."
-            )
+        if G.size and not np.isnan(G).all():
+            lo, hi = np.nanmin(G), np.nanmax(G)
+            if not (0 <= lo and hi <= 2):
+                raise ValueError(
+                    "G must hold allele counts in [0, 2] (NaN for missing); found values "
+                    f"in [{lo}, {hi}]."
+                )
         snps = _normalize_snp_table(snps, m)
         return cls(G, iid, snps, description="array")
 
