@@ -63,7 +63,7 @@ def test_independent_model_has_no_ld(source):
 
 
 def test_ancestry_pcs_are_genotype_pcs():
-    b = make_paired_cohort(n_subjects=300, shape=None, n_pcs=3, random_state=2)
+    b = make_paired_cohort(n_subjects=200, shape=None, n_pcs=3, random_state=2)
     G = b.genotypes.astype(np.float64)
     Z = (G - G.mean(0)) / np.where(G.std(0) > 0, G.std(0), 1.0)
     evals, evecs = np.linalg.eigh(Z @ Z.T)  # left singular vectors of Z, ascending

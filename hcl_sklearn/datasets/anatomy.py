@@ -345,23 +345,23 @@ def spatial_patterns(shape):
     return out
 
 
-def warp_maps(maps, displacement, order=1):
-    """Warp the template maps by a displacement field (mm): ``out(x) = map(x + u(x))``.
+def warp_maps(maps, displacement):
+    """Warp maps by a displacement field (mm), trilinearly: ``out(x) = map(x + u(x))``.
+
+    Points sampled outside the grid read 0 (the background).
 
     Parameters
     ----------
     maps : sequence of ndarrays of shape (D, H, W)
     displacement : ndarray of shape (3, D, H, W), mm
-    order : int
-        Spline order of :func:`scipy.ndimage.map_coordinates`.
 
     Returns
     -------
-    list of ndarrays of shape (D, H, W)
+    list of float32 ndarrays of shape (D, H, W)
     """
     shape = displacement.shape[1:]
-    vs = voxel_size(shape)
-    grid = np.indices(shape, dtype=np.float32)
-    coords = grid + displacement / vs.astype(np.float32)[:, None, None, None]
-    return [ndimage.map_coordinates(m, coords, order=order, mode="constant", cval=0.0,
+    vs = voxel_size(shape).astype(np.float32)
+    coords = np.indices(shape, dtype=np.float32)
+    coords += displacement / vs[:, None, None, None]
+    return [ndimage.map_coordinates(m, coords, order=1, mode="constant", cval=0.0,
                                     prefilter=False) for m in maps]

@@ -103,10 +103,14 @@ def _heritable_factor(G, maf, rng, n_causal, h2):
     beta = rng.standard_normal(n_causal)
     g = Z @ beta
     g_sd = g.std()
+    if g_sd == 0:  # all causal genotypes constant: impossible with MAF >= 0.05 and n >= 2
+        raise ValueError("the causal SNPs do not vary in this sample; draw more subjects.")
     g = (g - g.mean()) / g_sd
     e = rng.standard_normal(len(g))
     e = e - e.mean()
-    e = e - (e @ g) / (g @ g) * g
+    e_orth = e - (e @ g) / (g @ g) * g
+    # orthogonal to g so the realised h2 is exact (impossible with 2 subjects)
+    e = e_orth if e_orth.std() > 1e-8 * e.std() else e
     e = e / e.std()
     genetic = np.sqrt(h2) * g
     value = genetic + np.sqrt(1.0 - h2) * e
@@ -188,7 +192,7 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
     >>> b.truth.factors.loc["t2_wmh", "modalities"]
     ('t2',)
     """
-    n = _check_int(n_subjects, "n_subjects", 2)
+    n = _check_int(n_subjects, "n_subjects", 3)
     if shape is not None:
         shape = anatomy._check_shape(shape)
     n_heritable = _check_int(n_heritable, "n_heritable", 0)
@@ -306,9 +310,11 @@ def _render_images(bunch, shape, rng, *, noise_level, bias_strength, return_tiss
     disp = np.empty((n, 3, *shape), dtype=np.float32) if return_displacement else None
     scales = np.ones(n)
     src = (maps["gm"], maps["wm"], maps["mask"])
+    # subjects per chunk: displacement fields of ~64 MiB at most (one subject at 1 mm)
+    chunk = int(max(1, min(_CHUNK, 2**24 // (3 * int(np.prod(shape))))))
     with tqdm(total=n, desc="simulating subjects", disable=not verbose) as bar:
-        for start in range(0, n, _CHUNK):
-            stop = min(start + _CHUNK, n)
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
             u_ctrl = np.tensordot(F[start:stop], basis, axes=1)
             bound = anatomy.gradient_bound(u_ctrl)
             scale = np.minimum(1.0, anatomy.MAX_GRADIENT / np.maximum(bound, 1e-12))
