@@ -218,6 +218,8 @@ class _GRMSource:
         return pos
 
     def sub(self, pos):
+        if pos.size == self.K.shape[0] and np.array_equal(pos, np.arange(pos.size)):
+            return self.K  # no n x n copy when all subjects are used in GRM order
         return self.K[np.ix_(pos, pos)]
 
     def eig(self, pos):
