@@ -24,7 +24,7 @@ shape = (91, 109, 91)  # 2 mm
 n_show = 4
 b = make_paired_cohort(n_subjects=n_show, shape=shape, random_state=0)
 
-z = int(shape[2] * 0.55)  # axial slice above the ventricles' floor
+z = int(shape[2] * 0.48)  # axial slice through the lateral ventricles (z ~ 15 mm)
 y = int(shape[1] * 0.52)  # coronal slice through the ventricles
 fig, axes = plt.subplots(4, n_show, figsize=(2.6 * n_show, 10.5))
 for j, sid in enumerate(b.subject_ids):
