@@ -183,3 +183,32 @@ def test_rare_effect_allele_and_common_effect_allele_are_precise():
         b, se, t, lp, _ = _lstsq_reference(G[:, j], y, C)
         np.testing.assert_allclose([res["beta"][j, 0], res["se"][j, 0]], [b, se], rtol=1e-8)
         np.testing.assert_allclose(res["log10_p"][j, 0], lp, rtol=1e-8)
+
+
+def test_t_log_pvalue_for_biobank_scale_df():
+    """df ~ 1e6 (where the hypergeometric series fails): mpmath quadrature of the density."""
+    mpmath.mp.dps = 40
+    for df, t in [(1e6, 38.0), (1e6, 60.0), (4e5, 120.0)]:
+        nu = mpmath.mpf(df)
+        log_c = -mpmath.log(mpmath.beta(nu / 2, mpmath.mpf(1) / 2)) - mpmath.log(nu) / 2
+
+        def dens(s, nu=nu, log_c=log_c):
+            return mpmath.exp(log_c - (nu + 1) / 2 * mpmath.log1p(s * s / nu))
+
+        ref = float(mpmath.log(2 * mpmath.quad(dens, [t, t + 1, t + 10, mpmath.inf])))
+        assert ref < -690                                      # p < 1e-300
+        np.testing.assert_allclose(t_log_pvalue(t, df), ref, rtol=1e-6)
+    # tiny t with huge df: the complement form keeps the digits (normal limit)
+    np.testing.assert_allclose(t_log_pvalue(1e-3, 1e9),
+                               np.log(2 * stats.norm.sf(1e-3)), rtol=1e-9)
+
+
+@pytest.mark.parametrize("df", [3, 372, 4987, 1e6])
+def test_student_log_p_table_matches_exact(df):
+    from hcl_sklearn.gwas.association import StudentLogP
+
+    t = np.concatenate([np.random.default_rng(0).uniform(-45, 45, 50_000),
+                        [0.0, 1e-9, 39.9999, 40.0, 75.0, np.nan]])
+    got, ref = StudentLogP(df)(t), t_log_pvalue(t, df)
+    assert np.isnan(got[-1]) and np.isnan(ref[-1])
+    assert np.abs(got[:-1] - ref[:-1]).max() < 1e-8

@@ -12,7 +12,7 @@ import pandas as pd
 from scipy import stats
 from sklearn.base import BaseEstimator
 
-from .association import LN10, AssociationKernel, covariate_basis, t_log_pvalue
+from .association import AssociationKernel, covariate_basis
 from .loci import clump_positions, loci_from_clumps, overlap_loci, _lead_table
 from .sumstats import long_frame, write_parquet, write_tsv_gz
 
@@ -331,25 +331,41 @@ class CrossModalGWAS(BaseEstimator):
         try:
             for idx, G in tqdm(_prefetch(blocks), total=n_blocks, disable=not self.verbose,
                                desc="GWAS blocks", unit="block"):
-                af = G.mean(axis=0) / 2.0
-                mono = np.ptp(G, axis=0) == 0
+                # every group is scanned on the whole block; SNPs that fail the QC
+                # (known only after the union's sums) are dropped afterwards
+                scans, s_u, g2_u = [], None, None
+                for grp in groups:
+                    Gg = G if grp["all_rows"] else G[grp["rows"]]
+                    res = grp["kernel"].scan(Gg)
+                    scans.append(res)
+                    if grp["all_rows"] and s_u is None:
+                        s_u, g2_u = res.g_sum, res.g2
+                if s_u is None:
+                    s_u, g2_u = G.sum(axis=0), np.einsum("ij,ij->j", G, G)
+                n_u = G.shape[0]
+                af = s_u / (2.0 * n_u)
+                mono = ~(n_u * g2_u - s_u * s_u > 1e-12 * n_u * g2_u)
                 low = ~mono & (np.minimum(af, 1.0 - af) < self.maf)
                 keep = ~mono & ~low
                 n_mono += int(mono.sum())
                 n_maf += int(low.sum())
                 if not keep.any():
                     continue
-                idx, G = idx[keep], G[:, keep] if not keep.all() else G
+                idx = idx[keep]
                 tested[idx] = True
-                for gi, grp in enumerate(groups):
-                    Gg = G if grp["all_rows"] else G[grp["rows"]]
-                    b, s, t, _ = grp["kernel"].scan(Gg)
+                for gi, (grp, res) in enumerate(zip(groups, scans)):
                     cols = grp["cols"]
-                    beta[np.ix_(idx, cols)] = b
-                    se[np.ix_(idx, cols)] = s
-                    tst[np.ix_(idx, cols)] = t
-                    lp[np.ix_(idx, cols)] = t_log_pvalue(t, grp["kernel"].df) / LN10
-                    freq[idx, gi] = Gg.mean(axis=0) / 2.0
+                    kern = grp["kernel"]
+                    t = res.t[keep]
+                    out = (res.beta[keep], res.se[keep], t, kern.log10_pvalue(t))
+                    if len(groups) == 1:
+                        for arr, val in zip((beta, se, tst, lp), out):
+                            arr[idx] = val
+                    else:
+                        ix = np.ix_(idx, cols)
+                        for arr, val in zip((beta, se, tst, lp), out):
+                            arr[ix] = val
+                    freq[idx, gi] = res.g_sum[keep] / (2.0 * grp["rows"].size)
         finally:
             if limits is not None:
                 limits.restore_original_limits()
