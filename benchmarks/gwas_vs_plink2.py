@@ -1,0 +1,255 @@
+"""CrossModalGWAS vs plink2 --glm: wall time, fraction of BLAS peak, peak memory.
+
+Writes a simulated cohort (N samples x M SNPs, allele frequencies uniform in [0.05, 0.5])
+as PLINK 1 files with ``bed_reader.to_bed``, P phenotypes and K covariates, then runs on
+the same files and the same number of threads:
+
+* plink2 ``--glm hide-covar`` (one regression per SNP x phenotype, results to disk);
+* ``CrossModalGWAS.fit`` (exact OLS for every SNP x phenotype, loci included; results in
+  memory), and writing its summary statistics as Parquet;
+* the association kernel alone on in-memory genotypes, whose flop rate is compared with
+  this machine's dgemm peak measured here with numpy (float64, the kernel's precision);
+* peak RSS of a fresh process that fits at two M (bounded memory: blocks are streamed,
+  only the M x P result arrays grow).
+
+Run:  python benchmarks/gwas_vs_plink2.py [--n 5000 --m 20000 --p 128 --k 10 --threads 2]
+      python benchmarks/gwas_vs_plink2.py --device cuda --n 40000 --p 256  (GPU machine)
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def make_cohort(root, n, m, p, k, seed=0):
+    from bed_reader import to_bed
+
+    rng = np.random.default_rng(seed)
+    freq = rng.uniform(0.05, 0.5, m)
+    G = np.empty((n, m), dtype=np.int8)
+    for s in range(0, m, 2000):                       # bounded memory while simulating
+        G[:, s:s + 2000] = rng.binomial(2, freq[s:s + 2000], size=(n, min(2000, m - s)))
+    iid = np.array([f"s{i:06d}" for i in range(n)])
+    prefix = str(root / "cohort")
+    to_bed(prefix + ".bed", G, properties={
+        "fid": iid, "iid": iid, "sid": np.array([f"rs{j}" for j in range(m)]),
+        "chromosome": np.full(m, "1"), "bp_position": np.arange(m) * 1000 + 1,
+        "allele_1": np.full(m, "A"), "allele_2": np.full(m, "G")})
+    C = pd.DataFrame(rng.normal(size=(n, k)), index=iid, columns=[f"c{j}" for j in range(k)])
+    Y = pd.DataFrame(rng.normal(size=(n, p)), index=iid,
+                     columns=[f"t{1 + (j >= p // 2)}_{j:03d}" for j in range(p)])
+    Y.iloc[:, :4] += 0.2 * G[:, :4].astype(float)
+    Y.iloc[:, 0] += 0.3 * C.iloc[:, 0]
+    fam = pd.DataFrame({"#FID": iid, "IID": iid})
+    fam.join(Y.reset_index(drop=True)).to_csv(root / "pheno.tsv", sep="\t", index=False)
+    fam.join(C.reset_index(drop=True)).to_csv(root / "covar.tsv", sep="\t", index=False)
+    Y.to_parquet(root / "pheno.parquet")
+    C.to_parquet(root / "covar.parquet")
+    return prefix, G, Y, C
+
+
+def gemm_peak(dtype, threads, size=4096, repeats=3):
+    from threadpoolctl import threadpool_limits
+
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(dtype)
+    b = a.T.copy()
+    best = np.inf
+    with threadpool_limits(threads, user_api="blas"):
+        a @ b
+        for _ in range(repeats):
+            t = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t)
+    return 2.0 * size ** 3 / best / 1e9
+
+
+def run_plink2(prefix, root, threads):
+    exe = shutil.which("plink2")
+    if exe is None:
+        return None
+    cmd = [exe, "--bfile", prefix, "--pheno", str(root / "pheno.tsv"), "--covar",
+           str(root / "covar.tsv"), "--glm", "hide-covar", "--threads", str(threads),
+           "--out", str(root / "plink2")]
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    hwm = 0.0
+    while proc.poll() is None:           # VmHWM of plink2 itself (ru_maxrss of children
+        hwm = max(hwm, vm_hwm_mib(proc.pid))  # would include this process at fork time)
+        time.sleep(0.01)
+    wall = time.perf_counter() - t
+    log = proc.stdout.read()
+    if proc.returncode != 0:
+        raise RuntimeError(log[-3000:])
+    return wall, hwm
+
+
+def vm_hwm_mib(pid="self"):
+    """Peak resident set size (VmHWM) of a process in MiB (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def kernel_rate(G, Y, C, threads, block, device):
+    """Flop rate of the association kernel (scan + p-values) on in-memory genotypes."""
+    from threadpoolctl import threadpool_limits
+
+    from hcl_sklearn.gwas.association import AssociationKernel, covariate_basis
+
+    Q = covariate_basis(C.to_numpy())
+    backend = "numpy" if device == "cpu" else "torch"
+    kern = AssociationKernel(Y.to_numpy(), Q, backend=backend, device=device)
+    n = G.shape[0]
+    m = min(G.shape[1], max(block, (6144 // block) * block))  # in-memory float64 subset
+    blocks = [np.ascontiguousarray(G[:, s:s + block], dtype=np.float64)
+              for s in range(0, m, block)]
+    width = Y.shape[1] + Q.shape[1]
+    with threadpool_limits(threads, user_api="blas"):
+        kern.scan(blocks[0])
+        t = time.perf_counter()
+        for B in blocks:
+            out = kern.scan(B)
+        if device != "cpu":
+            import torch
+
+            torch.cuda.synchronize()
+        t_scan = time.perf_counter() - t
+        kern.log10_pvalue(out.t)               # builds the df's table once
+        t = time.perf_counter()
+        kern.log10_pvalue(out.t)
+        t_p = (time.perf_counter() - t) * len(blocks)
+    flops = 2.0 * n * m * width
+    return flops / t_scan / 1e9, flops / (t_scan + t_p) / 1e9, t_scan, t_p
+
+
+def child(args):
+    """Fit at M SNPs in this fresh process and print peak RSS (MiB) as JSON."""
+    import logging
+
+    from hcl_sklearn.genetics import Genotypes
+    from hcl_sklearn.gwas import CrossModalGWAS
+
+    logging.disable(logging.WARNING)
+    root = Path(args.child_root)
+    g = Genotypes.from_plink(str(root / "cohort")).subset(np.arange(args.child_m))
+    Y = pd.read_parquet(root / "pheno.parquet")
+    C = pd.read_parquet(root / "covar.parquet")
+    base = vm_hwm_mib()
+    t = time.perf_counter()
+    CrossModalGWAS(g, covariates=C, n_jobs=args.threads, block_size=args.block).fit(Y)
+    print(json.dumps({"m": args.child_m, "seconds": time.perf_counter() - t,
+                      "rss_mib": vm_hwm_mib(),
+                      "rss_before_fit_mib": base}))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--m", type=int, default=20000)
+    ap.add_argument("--p", type=int, default=128)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--block", type=int, default=2048)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--skip-plink2", action="store_true")
+    ap.add_argument("--child-root", help=argparse.SUPPRESS)
+    ap.add_argument("--child-m", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child_root:
+        return child(args)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    from threadpoolctl import threadpool_limits
+
+    from hcl_sklearn.gwas import CrossModalGWAS
+
+    print(f"N={args.n} M={args.m} P={args.p} K={args.k} threads={args.threads} "
+          f"block={args.block} device={args.device}")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        t = time.perf_counter()
+        prefix, G, Y, C = make_cohort(root, args.n, args.m, args.p, args.k)
+        print(f"simulated + wrote .bed/.bim/.fam in {time.perf_counter() - t:.1f} s")
+
+        dpeak = gemm_peak(np.float64, args.threads)
+        speak = gemm_peak(np.float32, args.threads)
+        print(f"machine peak (numpy 4096^3, {args.threads} threads): dgemm {dpeak:.1f} "
+              f"GFLOP/s, sgemm {speak:.1f} GFLOP/s")
+
+        rate, rate_p, t_scan, t_p = kernel_rate(G, Y, C, args.threads, args.block,
+                                                args.device)
+        peak = dpeak
+        if args.device != "cpu":
+            import torch
+
+            a = torch.randn(8192, 8192, dtype=torch.float64, device=args.device)
+            a @ a
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            for _ in range(3):
+                a @ a
+            torch.cuda.synchronize()
+            peak = 3 * 2 * 8192 ** 3 / (time.perf_counter() - t) / 1e9
+            print(f"device dgemm peak (torch 8192^3): {peak:.1f} GFLOP/s")
+        print(f"association kernel (float64, G'[Y_r|Q] + statistics): {rate:.1f} GFLOP/s "
+              f"= {rate / peak:.0%} of dgemm peak ({t_scan:.2f} s); with p-values "
+              f"{rate_p:.1f} GFLOP/s = {rate_p / peak:.0%} ({t_p:.2f} s for log p)")
+        del G
+
+        with threadpool_limits(args.threads, user_api="blas"):
+            t = time.perf_counter()
+            gwas = CrossModalGWAS(prefix, covariates=C, n_jobs=args.threads,
+                                  block_size=args.block, device=args.device).fit(Y)
+            t_fit = time.perf_counter() - t
+            t = time.perf_counter()
+            gwas.to_parquet(root / "ours.parquet")
+            t_write = time.perf_counter() - t
+        print(f"CrossModalGWAS.fit (read .bed, OLS all pairs, loci): {t_fit:.2f} s; "
+              f"+ write {args.p} x {gwas.snp_qc_['n_tested']} rows as parquet "
+              f"{t_write:.2f} s")
+
+        if not args.skip_plink2 and args.device == "cpu":
+            res = run_plink2(prefix, root, args.threads)
+            if res is None:
+                print("plink2 not found on PATH: no comparison")
+            else:
+                t_pl, rss_pl = res
+                print(f"plink2 --glm hide-covar --threads {args.threads}: {t_pl:.2f} s "
+                      f"(peak RSS {rss_pl:.0f} MiB)")
+                print(f"speed-up vs plink2: fit {t_pl / t_fit:.1f}x, fit + write "
+                      f"{t_pl / (t_fit + t_write):.1f}x")
+                pl = pd.read_csv(root / f"plink2.{Y.columns[0]}.glm.linear", sep="\t")
+                ours = gwas.sumstats_.query("phenotype == @Y.columns[0]")
+                mm = ours.merge(pl, left_on="variant_id", right_on="ID")
+                flip = np.where(mm["A1"] == mm["effect_allele"], 1, -1)
+                print(f"check vs plink2 ({len(mm)} SNPs of {Y.columns[0]}): max |d log10 p| "
+                      f"{np.abs(np.log10(mm['P']) + mm['neg_log10_p']).max():.2e}, max rel "
+                      f"d beta {np.abs(mm['beta'] / (flip * mm['BETA']) - 1).max():.2e}")
+
+        for m in (args.m // 4, args.m):
+            out = subprocess.run(
+                [sys.executable, __file__, "--child-root", tmp, "--child-m", str(m),
+                 "--threads", str(args.threads), "--block", str(args.block)],
+                capture_output=True, text=True, check=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            res_mib = 4 * m * args.p * 8 / 2 ** 20
+            print(f"peak RSS at M={m}: {r['rss_mib']:.0f} MiB (before fit "
+                  f"{r['rss_before_fit_mib']:.0f} MiB; M x P result arrays "
+                  f"{res_mib:.0f} MiB; fit {r['seconds']:.2f} s)")
+
+
+if __name__ == "__main__":
+    main()
