@@ -82,14 +82,30 @@ def run_plink2(prefix, root, threads):
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     hwm = 0.0
-    while proc.poll() is None:           # VmHWM of plink2 itself (ru_maxrss of children
-        hwm = max(hwm, vm_hwm_mib(proc.pid))  # would include this process at fork time)
+    while proc.poll() is None:  # VmHWM of plink2 and its children (/usr/bin/plink2 may be
+        for pid in process_tree(proc.pid):  # a dispatch script); ru_maxrss of children
+            hwm = max(hwm, vm_hwm_mib(pid))  # would count this process at fork time
         time.sleep(0.01)
     wall = time.perf_counter() - t
     log = proc.stdout.read()
     if proc.returncode != 0:
         raise RuntimeError(log[-3000:])
     return wall, hwm
+
+
+def process_tree(pid):
+    """``pid`` and its descendants (Linux /proc)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+        except OSError:
+            pass
+    return out
 
 
 def vm_hwm_mib(pid="self"):
@@ -104,7 +120,7 @@ def vm_hwm_mib(pid="self"):
     return 0.0
 
 
-def kernel_rate(G, Y, C, threads, block, device):
+def kernel_rate(G, Y, C, threads, block, device, dtype="float64"):
     """Flop rate of the association kernel (scan + p-values) on in-memory genotypes."""
     from threadpoolctl import threadpool_limits
 
@@ -112,7 +128,7 @@ def kernel_rate(G, Y, C, threads, block, device):
 
     Q = covariate_basis(C.to_numpy())
     backend = "numpy" if device == "cpu" else "torch"
-    kern = AssociationKernel(Y.to_numpy(), Q, backend=backend, device=device)
+    kern = AssociationKernel(Y.to_numpy(), Q, backend=backend, device=device, dtype=dtype)
     n = G.shape[0]
     m = min(G.shape[1], max(block, (6144 // block) * block))  # in-memory float64 subset
     blocks = [np.ascontiguousarray(G[:, s:s + block], dtype=np.float64)
@@ -150,7 +166,8 @@ def child(args):
     C = pd.read_parquet(root / "covar.parquet")
     base = vm_hwm_mib()
     t = time.perf_counter()
-    CrossModalGWAS(g, covariates=C, n_jobs=args.threads, block_size=args.block).fit(Y)
+    CrossModalGWAS(g, covariates=C, n_jobs=args.threads, block_size=args.block,
+                   device=args.device).fit(Y)
     print(json.dumps({"m": args.child_m, "seconds": time.perf_counter() - t,
                       "rss_mib": vm_hwm_mib(),
                       "rss_before_fit_mib": base}))
@@ -189,38 +206,45 @@ def main():
         print(f"machine peak (numpy 4096^3, {args.threads} threads): dgemm {dpeak:.1f} "
               f"GFLOP/s, sgemm {speak:.1f} GFLOP/s")
 
-        rate, rate_p, t_scan, t_p = kernel_rate(G, Y, C, args.threads, args.block,
-                                                args.device)
-        peak = dpeak
+        peaks = {"float64": dpeak, "float32": speak}
         if args.device != "cpu":
             import torch
 
-            a = torch.randn(8192, 8192, dtype=torch.float64, device=args.device)
-            a @ a
-            torch.cuda.synchronize()
-            t = time.perf_counter()
-            for _ in range(3):
+            for dt, tdt in (("float64", torch.float64), ("float32", torch.float32)):
+                a = torch.randn(8192, 8192, dtype=tdt, device=args.device)
                 a @ a
-            torch.cuda.synchronize()
-            peak = 3 * 2 * 8192 ** 3 / (time.perf_counter() - t) / 1e9
-            print(f"device dgemm peak (torch 8192^3): {peak:.1f} GFLOP/s")
-        print(f"association kernel (float64, G'[Y_r|Q] + statistics): {rate:.1f} GFLOP/s "
-              f"= {rate / peak:.0%} of dgemm peak ({t_scan:.2f} s); with p-values "
-              f"{rate_p:.1f} GFLOP/s = {rate_p / peak:.0%} ({t_p:.2f} s for log p)")
+                torch.cuda.synchronize()
+                t = time.perf_counter()
+                for _ in range(3):
+                    a @ a
+                torch.cuda.synchronize()
+                peaks[dt] = 3 * 2 * 8192 ** 3 / (time.perf_counter() - t) / 1e9
+            print(f"device peak (torch 8192^3): dgemm {peaks['float64']:.1f}, sgemm "
+                  f"{peaks['float32']:.1f} GFLOP/s")
+        for dt in ("float64", "float32"):
+            rate, rate_p, t_scan, t_p = kernel_rate(G, Y, C, args.threads, args.block,
+                                                    args.device, dt)
+            gemm = "dgemm" if dt == "float64" else "sgemm"
+            print(f"association kernel {dt} (G'[Y_r|Q] + statistics): {rate:.1f} GFLOP/s "
+                  f"= {rate / peaks[dt]:.0%} of {gemm} peak ({t_scan:.2f} s); with "
+                  f"p-values {rate_p:.1f} GFLOP/s = {rate_p / peaks[dt]:.0%}")
         del G
 
+        t_fit = {}
         with threadpool_limits(args.threads, user_api="blas"):
-            t = time.perf_counter()
-            gwas = CrossModalGWAS(prefix, covariates=C, n_jobs=args.threads,
-                                  block_size=args.block, device=args.device).fit(Y)
-            t_fit = time.perf_counter() - t
+            for dt in ("float64", "float32"):
+                t = time.perf_counter()
+                gwas = CrossModalGWAS(prefix, covariates=C, n_jobs=args.threads,
+                                      block_size=args.block, device=args.device,
+                                      dtype=dt).fit(Y)
+                t_fit[dt] = time.perf_counter() - t
+                print(f"CrossModalGWAS.fit dtype={dt} (read .bed, OLS all pairs, loci): "
+                      f"{t_fit[dt]:.2f} s")
             t = time.perf_counter()
             gwas.to_parquet(root / "ours.parquet")
             t_write = time.perf_counter() - t
-        print(f"CrossModalGWAS.fit (read .bed, OLS all pairs, loci): {t_fit:.2f} s; "
-              f"+ write {args.p} x {gwas.snp_qc_['n_tested']} rows as parquet "
+        print(f"writing {args.p} x {gwas.snp_qc_['n_tested']} rows as parquet: "
               f"{t_write:.2f} s")
-
         if not args.skip_plink2 and args.device == "cpu":
             res = run_plink2(prefix, root, args.threads)
             if res is None:
@@ -229,20 +253,24 @@ def main():
                 t_pl, rss_pl = res
                 print(f"plink2 --glm hide-covar --threads {args.threads}: {t_pl:.2f} s "
                       f"(peak RSS {rss_pl:.0f} MiB)")
-                print(f"speed-up vs plink2: fit {t_pl / t_fit:.1f}x, fit + write "
-                      f"{t_pl / (t_fit + t_write):.1f}x")
+                print(f"speed-up vs plink2 (wall time ratio): float64 fit "
+                      f"{t_pl / t_fit['float64']:.1f}x, float32 fit "
+                      f"{t_pl / t_fit['float32']:.1f}x, float64 fit + parquet "
+                      f"{t_pl / (t_fit['float64'] + t_write):.1f}x")
                 pl = pd.read_csv(root / f"plink2.{Y.columns[0]}.glm.linear", sep="\t")
                 ours = gwas.sumstats_.query("phenotype == @Y.columns[0]")
                 mm = ours.merge(pl, left_on="variant_id", right_on="ID")
                 flip = np.where(mm["A1"] == mm["effect_allele"], 1, -1)
-                print(f"check vs plink2 ({len(mm)} SNPs of {Y.columns[0]}): max |d log10 p| "
+                print(f"check (float32 run) vs plink2 ({len(mm)} SNPs of {Y.columns[0]}): "
+                      f"max |d log10 p| "
                       f"{np.abs(np.log10(mm['P']) + mm['neg_log10_p']).max():.2e}, max rel "
                       f"d beta {np.abs(mm['beta'] / (flip * mm['BETA']) - 1).max():.2e}")
 
         for m in (args.m // 4, args.m):
             out = subprocess.run(
                 [sys.executable, __file__, "--child-root", tmp, "--child-m", str(m),
-                 "--threads", str(args.threads), "--block", str(args.block)],
+                 "--threads", str(args.threads), "--block", str(args.block),
+                 "--device", args.device],
                 capture_output=True, text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             res_mib = 4 * m * args.p * 8 / 2 ** 20

@@ -212,3 +212,23 @@ def test_student_log_p_table_matches_exact(df):
     got, ref = StudentLogP(df)(t), t_log_pvalue(t, df)
     assert np.isnan(got[-1]) and np.isnan(ref[-1])
     assert np.abs(got[:-1] - ref[:-1]).max() < 1e-8
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_float32_product_keeps_t_and_p(backend):
+    """dtype='float32': t within ~1e-6 sqrt(N) of lstsq, -log10 p within 1e-3."""
+    G, Y, C = _data(n=2000, m=40, p=4, seed=8)
+    G[:, 5] = np.where(G[:, 5] > 0, 2.0, 1.0)                 # a1 frequency ~0.9
+    Q = covariate_basis(C)
+    from hcl_sklearn.gwas.association import AssociationKernel
+
+    kern = AssociationKernel(Y, Q, backend=backend, dtype="float32")
+    res = kern.scan(G)
+    lp = kern.log10_pvalue(res.t)
+    for j in (0, 5, 17, 39):
+        for k in range(Y.shape[1]):
+            b, se, t, ref_lp, _ = _lstsq_reference(G[:, j], Y[:, k], C)
+            assert abs(res.t[j, k] - t) < 1e-4
+            assert abs(lp[j, k] - ref_lp) < 1e-3
+            np.testing.assert_allclose(res.se[j, k], se, rtol=1e-5)
+            assert abs(res.beta[j, k] - b) < 1e-4 * se
