@@ -222,8 +222,8 @@ class AssociationKernel:
         Torch device (``'cpu'``, ``'cuda'``, ``'cuda:1'``...) when ``backend='torch'``.
     dtype : {'float64', 'float32'}
         Precision of the big product. ``'float64'`` (default) is exact OLS to ~1e-12.
-        ``'float32'`` (about 2x the flop rate of a CPU, more on GPUs) centres each SNP in
-        float64 first and keeps the sums of squares in float64; ``g'y`` then carries a
+        ``'float32'`` (for GPUs; on a CPU the centring pass can cancel the 2x sgemm
+        rate) centres each SNP in float64 first and keeps the sums of squares in float64; ``g'y`` then carries a
         rounding error of ~1e-6 of ``|g| |y|``, i.e. ~1e-6 * sqrt(N) in ``t`` (well
         below 1e-3 in ``-log10 p``), but betas of null SNPs (|corr| < 1e-2) lose their
         relative precision.

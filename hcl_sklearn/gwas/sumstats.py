@@ -108,11 +108,12 @@ def long_frame(snps, phenotype, beta, se, t, log10_p, freq, n):
             a[keep] for a in (snps, beta, se, t, log10_p, p, freq))
     return pd.DataFrame({
         "phenotype": np.full(len(snps), str(phenotype), dtype=object),
-        "chromosome": snps["chrom"].to_numpy(),
+        # .array keeps the SNP table's own (e.g. Arrow string) arrays: no conversion
+        "chromosome": snps["chrom"].array,
         "base_pair_location": snps["pos"].to_numpy(dtype=np.int64),
-        "variant_id": snps["variant_id"].to_numpy(),
-        "effect_allele": snps["a1"].to_numpy(),
-        "other_allele": snps["a2"].to_numpy(),
+        "variant_id": snps["variant_id"].array,
+        "effect_allele": snps["a1"].array,
+        "other_allele": snps["a2"].array,
         "effect_allele_frequency": freq,
         "beta": beta,
         "standard_error": se,
