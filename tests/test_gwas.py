@@ -109,6 +109,7 @@ def test_plots_return_figures(small):
     assert f"{gwas.lambda_gc_['t1_000']:.3f}" in fig.axes[0].get_legend().get_texts()[0].get_text()
     y = np.concatenate([c.get_offsets()[:, 1] for c in gwas.plot_miami().axes[0].collections])
     assert y.max() > 0 > y.min()                              # T1 up, T2 down
+    assert gwas.plot_manhattan("t2").axes[0].get_xlabel() == "chromosome 22 position (Mb)"
     with pytest.raises(ValueError, match="Unknown modality 'dti'"):
         gwas.plot_manhattan("dti")
 

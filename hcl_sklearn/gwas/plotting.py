@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FuncFormatter
 
 __all__ = ["manhattan", "miami", "qq"]
 
@@ -31,6 +32,18 @@ def _genome_x(table):
         parity[m] = k % 2
         offset += hi - lo + max(1e6, 0.01 * (hi - lo))
     return x, parity, ticks, labels
+
+
+def _x_axis(ax, table, ticks, labels):
+    """Chromosome ticks; on a single chromosome, positions in Mb instead."""
+    if len(labels) == 1:
+        lo = table["base_pair_location"].min()
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{(v + lo) / 1e6:g}"))
+        ax.set_xlabel(f"chromosome {labels[0]} position (Mb)")
+    else:
+        ax.set_xticks(ticks)
+        ax.set_xticklabels(labels)
+        ax.set_xlabel("chromosome")
 
 
 def _new_ax(ax, figsize):
@@ -78,9 +91,7 @@ def manhattan(table, threshold=None, ax=None, title=None, sign=1.0):
         ax.scatter(x[m], sign * nlp[m], s=4, c=_COLORS[k], linewidths=0, rasterized=True)
     if threshold is not None:
         ax.axhline(sign * -np.log10(threshold), color="#c00000", lw=0.8, ls="--")
-    ax.set_xticks(ticks)
-    ax.set_xticklabels(labels)
-    ax.set_xlabel("chromosome")
+    _x_axis(ax, table, ticks, labels)
     ax.set_ylabel(r"$-\log_{10} p$")
     if title:
         ax.set_title(title)
@@ -115,9 +126,7 @@ def miami(top, bottom, labels=("t1", "t2"), thresholds=(None, None), ax=None):
         if thresholds[s] is not None:
             ax.axhline(sign * -np.log10(thresholds[s]), color="#c00000", lw=0.8, ls="--")
     ax.axhline(0, color="black", lw=0.5)
-    ax.set_xticks(ticks)
-    ax.set_xticklabels(tick_labels)
-    ax.set_xlabel("chromosome")
+    _x_axis(ax, both, ticks, tick_labels)
     ax.set_ylabel(rf"$-\log_{{10}} p$   ({labels[0]} up, {labels[1]} down)")
     yt = ax.get_yticks()
     ax.set_yticks(yt)
