@@ -1,0 +1,430 @@
+"""``AutoencoderEmbedder``: the single-modality UDIP autoencoder baseline as a transformer.
+
+One 3-D convolutional autoencoder per modality (:mod:`hcl_sklearn.nn.udip`), trained
+to reconstruct its own image with the MSE inside the brain mask; the 128-d linear
+latent of each model is the embedding. The estimator follows the API of
+:class:`~hcl_sklearn.MomentumContrastiveEmbedder`: paired volumes in, a
+``(n, 2 * latent_dim)`` table out with columns ``t1_000 …`` and ``t2_000 …``.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+
+import numpy as np
+import pandas as pd
+import scipy.sparse
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNet
+from skorch.callbacks import LRScheduler, PrintLog, ProgressBar
+from skorch.dataset import ValidSplit, unpack_data
+from skorch.utils import TeeGenerator
+from torch.utils.data import DataLoader, Dataset
+
+from .callbacks import NonFiniteLossGuard, RestoreBestValidLoss
+from .nn.runtime import (PRECISIONS, autocast_context, needs_grad_scaler, resolve_device,
+                         seed_everything)
+from .nn.udip import PairedAutoencoders, masked_mse
+from .volumes import MODALITIES, PairedVolumes, check_paired_input
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["AutoencoderEmbedder", "MaskedReconstructionNet"]
+
+
+class _Unsupervised(Dataset):
+    """Items ``(pair, 0)``: skorch unpacks every batch into ``(X, y)``."""
+
+    def __init__(self, volumes):
+        self.volumes = volumes
+
+    def __len__(self):
+        return len(self.volumes)
+
+    def __getitem__(self, i):
+        return self.volumes[i], 0
+
+
+class MaskedReconstructionNet(NeuralNet):
+    """skorch ``NeuralNet`` training autoencoders with the MSE inside the brain mask.
+
+    The module maps paired volumes ``(batch, C, D, H, W)`` to
+    ``(reconstruction, latents)``; the loss is the mean over the ``C`` channels of
+    :func:`~hcl_sklearn.nn.udip.masked_mse` with mask ``X != 0``. Per-channel
+    losses are logged in the history as ``train_loss_<name>`` and
+    ``valid_loss_<name>``. The forward pass runs under the autocast of
+    ``precision`` (a GradScaler is used for fp16).
+
+    Parameters
+    ----------
+    module : nn.Module class or instance
+    *args, **kwargs
+        As for :class:`skorch.NeuralNet`.
+    precision : {'auto', 'fp32', 'bf16', 'fp16'}, default='auto'
+    channel_names : tuple of str, default=('t1', 't2')
+    """
+
+    def __init__(self, module, *args, precision="auto", channel_names=MODALITIES,
+                 criterion=torch.nn.MSELoss, **kwargs):
+        super().__init__(module, *args, criterion=criterion, **kwargs)
+        self.precision = precision
+        self.channel_names = channel_names
+
+    def initialize(self):
+        super().initialize()
+        self.scaler_ = (torch.amp.GradScaler(torch.device(self.device).type)
+                        if needs_grad_scaler(self.device, self.precision) else None)
+        return self
+
+    def infer(self, x, **fit_params):
+        with autocast_context(self.device, self.precision):
+            return super().infer(x, **fit_params)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        """Mean over channels of the masked MSE between reconstruction and input ``X``."""
+        recon = y_pred[0] if isinstance(y_pred, (tuple, list)) else y_pred
+        X = X.to(recon.device)
+        parts = [masked_mse(recon[:, c], X[:, c]) for c in range(X.shape[1])]
+        prefix = "train_loss_" if training else "valid_loss_"
+        for name, part in zip(self.channel_names, parts):
+            self.history.record_batch(prefix + name, float(part.detach()))
+        return torch.stack(parts).mean()
+
+    def train_step_single(self, batch, **fit_params):
+        if self.scaler_ is None:
+            return super().train_step_single(batch, **fit_params)
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        self.scaler_.scale(loss).backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def train_step(self, batch, **fit_params):
+        if self.scaler_ is None:
+            return super().train_step(batch, **fit_params)
+        # GradScaler.step does not take the closure skorch passes to the optimizer
+        self._zero_grad_optimizer()
+        step = self.train_step_single(batch, **fit_params)
+        self.scaler_.unscale_(self.optimizer_)
+        self.notify("on_grad_computed", batch=batch, training=True,
+                    named_parameters=TeeGenerator(self.get_all_learnable_params()))
+        self.scaler_.step(self.optimizer_)
+        self.scaler_.update()
+        return step
+
+    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        """Average the per-channel batch losses of the epoch (weighted by batch size)."""
+        super().on_epoch_end(net, dataset_train=dataset_train, dataset_valid=dataset_valid,
+                             **kwargs)
+        batches = self.history[-1]["batches"]
+        for prefix, flag in (("train_loss_", True), ("valid_loss_", False)):
+            for name in self.channel_names:
+                key = prefix + name
+                rows = [b for b in batches if key in b]
+                if rows:
+                    sizes = np.array([b["train_batch_size" if flag else "valid_batch_size"]
+                                      for b in rows], dtype=float)
+                    values = np.array([b[key] for b in rows])
+                    self.history.record(key, float(np.average(values, weights=sizes)))
+
+
+class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
+    """Single-modality 3-D convolutional autoencoders ("UDIP") for T1 and T2.
+
+    The baseline the contrastive method is compared with (DESIGN.md section 1): one
+    autoencoder per modality, a convolution block, four encoder blocks, a linear
+    ``latent_dim``-d latent, four decoder blocks, trained with the MSE inside the brain
+    mask (``mask = input != 0``). The two models share nothing; they are trained in
+    one pass over the data (same batches), which for independent parameters is the
+    same as training each on its own. The embedding of a subject is the pair of
+    latents.
+
+    Parameters
+    ----------
+    latent_dim : int, default=128
+        Size of each modality's latent (the reference's 128).
+    base_channels : int, default=16
+        Channels of the first convolution block; the encoder blocks have 2, 4, 8 and
+        16 times as many (the reference's 16 → 256). Use 4 for CPU-sized runs.
+    lr : float, default=2.5e-4
+        Learning rate (the reference's 2.51e-4).
+    weight_decay : float, default=0.0
+        AdamW weight decay (0 = Adam, as in the reference).
+    max_epochs : int, default=100
+        The reference trains 100 epochs.
+    batch_size : int, default=8
+        The reference used 36 across 4 GPUs (9 per GPU).
+    validation_fraction : float or None, default=0.1
+        Fraction of the subjects held out each epoch for ``valid_loss``; the
+        learning rate is halved after 4 epochs without improvement (as in the
+        reference) and the weights of the best validation epoch are kept. ``None``
+        trains on all subjects and monitors the training loss.
+    device : str, default='auto'
+        ``'auto'`` = cuda when available, else cpu (see :mod:`hcl_sklearn.nn.runtime`).
+    precision : {'auto', 'fp32', 'bf16', 'fp16'}, default='auto'
+        Autocast precision: bf16/fp16 on a GPU, fp32 on the CPU for ``'auto'``.
+    num_workers : int, default=0
+        DataLoader worker processes (reading and preprocessing NIfTI files).
+    target_shape : 'auto', tuple of 3 int or None, default='auto'
+        Grid the volumes are padded/cropped to before the network (see
+        :class:`~hcl_sklearn.volumes.PairedVolumes`). ``'auto'`` and ``None`` keep the
+        input grid; the network pads to a multiple of 16 internally and crops its
+        output back, so any grid works (the reference 182 x 224 x 182 included).
+    downsample : int, default=1
+        Integer average-pooling factor applied to every volume (e.g. 4 for CPU runs).
+    cache_dir : str or None, default=None
+        Cache of preprocessed NIfTI images (float16 ``.npy``), see ``PairedVolumes``.
+        ``target_shape``, ``downsample`` and ``cache_dir`` apply to array and
+        DataFrame input; a :class:`~hcl_sklearn.volumes.PairedVolumes` is used with
+        its own settings.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weights, batch order and the validation split; a fixed value gives
+        identical embeddings on the CPU.
+    verbose : int, default=0
+        0 silent; 1 a tqdm progress bar per epoch and the epoch table in the log
+        (``logging`` at INFO level).
+
+    Attributes
+    ----------
+    net_ : MaskedReconstructionNet
+        The fitted skorch net; ``net_.module_.models['t1']`` and ``['t2']`` are the
+        two :class:`~hcl_sklearn.nn.udip.UDIPAutoencoder` models.
+    history_ : skorch.History
+        Per-epoch ``train_loss``/``valid_loss`` (mean of the modalities) and
+        ``train_loss_t1``, ``valid_loss_t2``, … per modality.
+    volume_shape_ : tuple of int
+        Spatial shape of the preprocessed volumes the models were built for.
+    device_ : torch.device
+    n_features_out_ : int
+        ``2 * latent_dim``.
+
+    See Also
+    --------
+    hcl_sklearn.MomentumContrastiveEmbedder : the contrastive method.
+    hcl_sklearn.ModalityPCA : the per-modality reduction that usually follows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hcl_sklearn import AutoencoderEmbedder
+    >>> X = np.random.default_rng(0).random((6, 2, 16, 20, 16)).astype("float32")
+    >>> ae = AutoencoderEmbedder(latent_dim=4, base_channels=2, max_epochs=1,
+    ...                          batch_size=3, validation_fraction=None, random_state=0)
+    >>> ae.fit_transform(X).shape
+    (6, 8)
+    >>> list(ae.get_feature_names_out()[[0, 4]])
+    ['t1_000', 't2_000']
+    """
+
+    def __init__(self, latent_dim=128, base_channels=16, lr=2.5e-4, weight_decay=0.0,
+                 max_epochs=100, batch_size=8, validation_fraction=0.1, device="auto",
+                 precision="auto", num_workers=0, target_shape="auto", downsample=1,
+                 cache_dir=None, random_state=None, verbose=0):
+        self.latent_dim = latent_dim
+        self.base_channels = base_channels
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.validation_fraction = validation_fraction
+        self.device = device
+        self.precision = precision
+        self.num_workers = num_workers
+        self.target_shape = target_shape
+        self.downsample = downsample
+        self.cache_dir = cache_dir
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ validation
+    def _check_params(self):
+        def positive_int(name, minimum=1):
+            value = getattr(self, name)
+            if (not isinstance(value, numbers.Integral) or isinstance(value, bool)
+                    or value < minimum):
+                raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+
+        for name in ("latent_dim", "base_channels", "max_epochs", "batch_size", "downsample"):
+            positive_int(name)
+        positive_int("num_workers", 0)
+        for name, low in (("lr", 0.0), ("weight_decay", -1e-300)):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or not value > low or not np.isfinite(value):
+                raise ValueError(f"{name} must be a finite number {'> 0' if low == 0 else '>= 0'};"
+                                 f" got {value!r}.")
+        vf = self.validation_fraction
+        if vf is not None and (not isinstance(vf, numbers.Real) or not 0 < vf < 1):
+            raise ValueError(
+                f"validation_fraction must be a number in (0, 1) or None (no validation "
+                f"split); got {vf!r}."
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}; got {self.precision!r}.")
+        ts = self.target_shape
+        if not (ts is None or (isinstance(ts, str) and ts == "auto")):
+            if (not isinstance(ts, (tuple, list)) or len(ts) != 3
+                    or not all(isinstance(s, numbers.Integral) and s > 0 for s in ts)):
+                raise ValueError(
+                    f"target_shape must be 'auto', None or 3 positive ints (D, H, W); got {ts!r}."
+                )
+
+    def _volumes(self, X):
+        """Wrap the input into a PairedVolumes with this estimator's preprocessing.
+
+        A PairedVolumes is used as given (its own target_shape/downsample/cache).
+        """
+        if isinstance(X, PairedVolumes):
+            return X
+        if scipy.sparse.issparse(X):
+            raise TypeError(
+                "sparse input is not supported: paired volumes are a dense array of shape "
+                "(n_subjects, 2, D, H, W) or a DataFrame of NIfTI paths; use X.toarray() and "
+                "reshape."
+            )
+        check_paired_input(X)
+        target = None if (self.target_shape is None or isinstance(self.target_shape, str)) \
+            else tuple(int(s) for s in self.target_shape)
+        return PairedVolumes(X, target_shape=target, downsample=int(self.downsample),
+                             cache_dir=self.cache_dir)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None):
+        """Train one autoencoder per modality.
+
+        Parameters
+        ----------
+        X : ndarray (n, 2, D, H, W), DataFrame with columns ``t1``, ``t2`` of NIfTI paths,
+            or PairedVolumes
+            Paired volumes; channel 0 / column ``t1`` is T1.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : AutoencoderEmbedder
+        """
+        self._check_params()
+        volumes = self._volumes(X)
+        n = len(volumes)
+        if self.validation_fraction is not None and (
+                n * self.validation_fraction < 1 or n - int(np.ceil(n * self.validation_fraction)) < 1):
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} leaves no training or no "
+                f"validation subject out of {n}; pass validation_fraction=None or more subjects."
+            )
+        self.device_ = resolve_device(self.device)
+        seed = seed_everything(self.random_state)
+        self.volume_shape_ = tuple(volumes.volume_shape)
+
+        monitor = "train_loss" if self.validation_fraction is None else "valid_loss"
+        callbacks = [
+            ("non_finite", NonFiniteLossGuard()),
+            ("lr_plateau", LRScheduler(policy="ReduceLROnPlateau", monitor=monitor,
+                                       mode="min", patience=4, factor=0.5,
+                                       min_lr=self.lr / 1000)),
+            ("restore_best", RestoreBestValidLoss()),
+        ]
+        if self.verbose:
+            callbacks.append(("progress", ProgressBar()))
+        self.net_ = MaskedReconstructionNet(
+            PairedAutoencoders,
+            module__input_shape=self.volume_shape_,
+            module__latent_dim=int(self.latent_dim),
+            module__base_channels=int(self.base_channels),
+            module__modalities=MODALITIES,
+            optimizer=torch.optim.AdamW,
+            optimizer__weight_decay=float(self.weight_decay),
+            lr=float(self.lr),
+            max_epochs=int(self.max_epochs),
+            batch_size=int(self.batch_size),
+            iterator_train__shuffle=True,
+            iterator_train__num_workers=int(self.num_workers),
+            iterator_valid__num_workers=int(self.num_workers),
+            train_split=(None if self.validation_fraction is None
+                         else ValidSplit(self.validation_fraction, stratified=False,
+                                         random_state=seed)),
+            callbacks=callbacks,
+            callbacks__print_log=PrintLog(sink=logger.info),
+            device=str(self.device_),
+            precision=self.precision,
+            verbose=int(self.verbose),
+        )
+        logger.info("training %d+%d UDIP autoencoders on %d subjects, volumes %s, device %s",
+                    1, 1, n, self.volume_shape_, self.device_)
+        self.net_.fit(_Unsupervised(volumes), None)
+        self.history_ = self.net_.history
+        self.n_features_out_ = 2 * int(self.latent_dim)
+        return self
+
+    # ------------------------------------------------------------------ transform
+    def transform(self, X):
+        """Latents of both modalities.
+
+        Parameters
+        ----------
+        X : ndarray (n, 2, D, H, W), DataFrame of NIfTI paths, or PairedVolumes
+
+        Returns
+        -------
+        Z : DataFrame or ndarray of shape (n, 2 * latent_dim)
+            Columns ``t1_000 …``, ``t2_000 …``. A DataFrame indexed by subject id when
+            ``X`` is a DataFrame or a PairedVolumes, else an ndarray (``set_output``
+            overrides this).
+        """
+        check_is_fitted(self, "net_")
+        volumes = self._volumes(X)
+        if tuple(volumes.volume_shape) != self.volume_shape_:
+            raise ValueError(
+                f"volumes preprocess to shape {tuple(volumes.volume_shape)} but the models were "
+                f"trained on {self.volume_shape_}; use the same grid, target_shape and "
+                "downsample as in fit."
+            )
+        module = self.net_.module_
+        module.eval()
+        loader = DataLoader(volumes, batch_size=int(self.batch_size), shuffle=False,
+                            num_workers=int(self.num_workers))
+        out = np.empty((len(volumes), self.n_features_out_), dtype=np.float32)
+        start = 0
+        with torch.no_grad():
+            for batch in loader:
+                with autocast_context(self.device_, self.precision):
+                    z = module.encode(batch.to(self.device_))
+                stop = start + len(batch)
+                out[start:stop] = z.float().reshape(len(batch), -1).cpu().numpy()
+                start = stop
+        if isinstance(X, (pd.DataFrame, PairedVolumes)):
+            return pd.DataFrame(out, index=volumes.subject_ids.rename("subject_id"),
+                                columns=self.get_feature_names_out())
+        return out
+
+    def get_feature_names_out(self, input_features=None):
+        """``t1_000 … t1_{d-1}, t2_000 … t2_{d-1}`` with ``d = latent_dim``."""
+        check_is_fitted(self, "net_")
+        d = self.n_features_out_ // 2
+        return np.asarray([f"{m}_{j:03d}" for m in MODALITIES for j in range(d)], dtype=object)
+
+    def reconstruct(self, X):
+        """Reconstructed volumes ``(n, 2, D, H, W)`` (float32) of the preprocessed input."""
+        check_is_fitted(self, "net_")
+        volumes = self._volumes(X)
+        module = self.net_.module_.eval()
+        out = np.empty((len(volumes), 2, *self.volume_shape_), dtype=np.float32)
+        start = 0
+        with torch.no_grad():
+            for batch in DataLoader(volumes, batch_size=int(self.batch_size)):
+                with autocast_context(self.device_, self.precision):
+                    recon, _ = module(batch.to(self.device_))
+                out[start:start + len(batch)] = recon.float().cpu().numpy()
+                start += len(batch)
+        return out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.random_state is None
+        tags.input_tags.allow_nan = False
+        tags.requires_fit = True
+        return tags
