@@ -184,3 +184,23 @@ def test_missing_and_truncated_files(toy_plink, tmp_path):
     os.remove(str(trunc) + ".fam")
     with pytest.raises(GenotypeFileError, match=r"trunc\.fam"):
         Genotypes.from_plink(trunc)
+
+
+@pytest.mark.skipif(shutil.which("plink2") is None, reason="plink2 not installed")
+def test_bgen_reader_matches_plink_source(toy_plink, tmp_path):
+    """BGEN exported by plink2 (with missing calls) reads as the same genotypes."""
+    pytest.importorskip("cbgen")
+    prefix, G, iid = toy_plink
+    out = tmp_path / "toy"
+    subprocess.run(["plink2", "--bfile", str(prefix), "--export", "bgen-1.2", "bits=8",
+                    "--out", str(out), "--threads", "1", "--silent"], check=True)
+    gb = Genotypes.from_bgen(str(out) + ".bgen")
+    gp = Genotypes.from_plink(prefix)
+    assert list(gb.iid) == list(gp.iid)
+    pd.testing.assert_frame_equal(gb.snps, gp.snps)
+    samples = iid[::3]
+    np.testing.assert_allclose(gb.read(samples=samples, standardize=True),
+                               gp.read(samples=samples, standardize=True), atol=1e-12)
+    np.testing.assert_allclose(gb.stats()["missing_rate"], np.isnan(G).mean(axis=0))
+    with pytest.raises(GenotypeFileError, match="not found"):
+        Genotypes.from_bgen(tmp_path / "absent.bgen")

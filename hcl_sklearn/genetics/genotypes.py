@@ -1,7 +1,8 @@
 """Genotypes: lazy, block-wise access to allele counts aligned to subject ids.
 
-A :class:`Genotypes` object wraps either a PLINK 1 ``.bed/.bim/.fam`` file set (read
-lazily through :class:`bed_reader.open_bed`) or an in-memory matrix of allele counts.
+A :class:`Genotypes` object wraps a PLINK 1 ``.bed/.bim/.fam`` file set (read lazily
+through :class:`bed_reader.open_bed`), a BGEN file (lazily through the optional
+``cbgen``) or an in-memory matrix of allele counts.
 Every read goes through :meth:`Genotypes.iter_blocks`, which reads a block of SNPs for
 the requested samples only, mean-imputes missing calls and (by default) standardizes
 each SNP with the mean and SD of the requested samples. The whole matrix is only built
@@ -154,6 +155,24 @@ class Genotypes:
         return cls(bed, bed.iid, snps, description=prefix)
 
     @classmethod
+    def from_bgen(cls, path, sample_path=None):
+        """Open a BGEN file (v1.1-1.3, bi-allelic diploid variants) lazily via cbgen.
+
+        Genotype probabilities become dosages of the first allele of each variant,
+        reported as ``a1`` (the counted allele). Sample ids come from ``sample_path``
+        (column ``ID_2``), else the ``.sample`` file beside ``path``, else the ids
+        stored in the file. Needs the optional package ``cbgen``.
+        """
+        from .bgen import open_bgen
+
+        source, iid, snps = open_bgen(path, sample_path=sample_path)
+        if pd.Index(iid).has_duplicates:
+            raise GenotypeFileError(f"{path}: duplicated sample ids; pass a .sample file "
+                                    "with unique IDs (sample_path=).")
+        logger.info("Opened %s: %d samples x %d variants", path, len(iid), len(snps))
+        return cls(source, iid, snps, description=str(path))
+
+    @classmethod
     def from_array(cls, G, iid, snps=None):
         """Wrap an in-memory ``(n_samples, n_snps)`` matrix of allele counts.
 
@@ -274,6 +293,8 @@ class Genotypes:
         if isinstance(self._source, np.ndarray):
             X = self._source[:, cols] if rows is None else self._source[np.ix_(rows, cols)]
             return np.array(X, dtype=np.float64, order="C")
+        if not hasattr(self._source, "iid_count"):    # BGEN (or another) source
+            return self._source.read(rows, cols)
         # bed-reader: a slice is cheaper than a fancy index when contiguous
         if cols.size and cols[-1] - cols[0] + 1 == cols.size and np.all(np.diff(cols) == 1):
             col_index = np.s_[int(cols[0]):int(cols[-1]) + 1]
