@@ -68,6 +68,12 @@ class ModalityPCA(TransformerMixin, BaseEstimator):
         (``5 * n_features``). Must be at least the number of components.
     whiten : bool, default=False
         Passed to IncrementalPCA: scale the components to unit variance.
+    modalities : tuple of str or None, default=None
+        ``None`` groups columns by their name prefix. A tuple such as
+        ``("t1", "t2")`` names the groups explicitly: input without column names
+        (a NumPy array, e.g. an embedder's output inside a Pipeline on array input)
+        is split into that many equal consecutive blocks, named in order; input with
+        names must have exactly these prefixes.
 
     Attributes
     ----------
@@ -106,22 +112,45 @@ class ModalityPCA(TransformerMixin, BaseEstimator):
         "outlier_sd": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "whiten": ["boolean"],
+        "modalities": [tuple, list, None],
     }
 
-    def __init__(self, n_components=128, outlier_sd=None, batch_size=None, whiten=False):
+    def __init__(self, n_components=128, outlier_sd=None, batch_size=None, whiten=False,
+                 modalities=None):
         self.n_components = n_components
         self.outlier_sd = outlier_sd
         self.batch_size = batch_size
         self.whiten = whiten
+        self.modalities = modalities
 
     # ------------------------------------------------------------------ fitting
     def _group_columns(self):
         names = getattr(self, "feature_names_in_", None)
+        mods = None if self.modalities is None else [str(m) for m in self.modalities]
+        if mods is not None and (not mods or len(set(mods)) != len(mods)
+                                 or not all(m and "_" not in m for m in mods)):
+            raise ValueError(
+                f"modalities must be distinct non-empty prefixes without '_', e.g. "
+                f"('t1', 't2'); got {self.modalities!r}."
+            )
         if names is None:
-            return {"": np.arange(self.n_features_in_)}
+            if mods is None:
+                return {"": np.arange(self.n_features_in_)}
+            if self.n_features_in_ % len(mods):
+                raise ValueError(
+                    f"cannot split {self.n_features_in_} unnamed columns into "
+                    f"{len(mods)} equal blocks for modalities {tuple(mods)}; pass a "
+                    "DataFrame with prefixed column names (t1_..., t2_...) instead."
+                )
+            return dict(zip(mods, np.split(np.arange(self.n_features_in_), len(mods))))
         groups: dict[str, list[int]] = {}
         for j, name in enumerate(names):
             groups.setdefault(modality_of(name), []).append(j)
+        if mods is not None and set(groups) != set(mods):
+            raise ValueError(
+                f"modalities={tuple(mods)} but the column prefixes are {tuple(groups)}; "
+                "rename the columns or pass modalities=None to use the prefixes."
+            )
         return {g: np.asarray(idx) for g, idx in groups.items()}
 
     @_fit_context(prefer_skip_nested_validation=True)

@@ -84,6 +84,24 @@ def test_columns_need_not_be_contiguous():
     np.testing.assert_allclose(np.abs(a.to_numpy()), np.abs(b.to_numpy()), rtol=1e-6, atol=1e-8)
 
 
+def test_modalities_split_unnamed_input_like_the_named_one():
+    df = embeddings(d=5)
+    named = ModalityPCA(n_components=3).fit_transform(df)
+    unnamed = ModalityPCA(n_components=3, modalities=("t1", "t2")).set_output(
+        transform="pandas").fit_transform(df.to_numpy())
+    assert list(unnamed.columns) == list(named.columns)
+    np.testing.assert_allclose(unnamed.to_numpy(), named.to_numpy(), rtol=1e-10, atol=1e-10)
+    # explicit modalities on named input must match the prefixes
+    assert ModalityPCA(n_components=3, modalities=["t1", "t2"]).fit(df).groups_.keys() == {
+        "t1", "t2"}
+    with pytest.raises(ValueError, match=r"column prefixes are \('t1', 't2'\)"):
+        ModalityPCA(n_components=3, modalities=("t1", "flair")).fit(df)
+    with pytest.raises(ValueError, match="cannot split 9 unnamed columns into 2"):
+        ModalityPCA(n_components=3, modalities=("t1", "t2")).fit(df.to_numpy()[:, :9])
+    with pytest.raises(ValueError, match="distinct non-empty prefixes"):
+        ModalityPCA(modalities=("t1", "t1")).fit(df)
+
+
 def test_n_components_clipped_with_warning():
     df = embeddings(n=30, d=5)
     with pytest.warns(UserWarning, match=r"n_components=128 is more than the data allow.*modality 't1'.*modality 't2'"):
