@@ -335,8 +335,8 @@ class HeritabilityScorer(BaseEstimator):
         return src
 
     def __getstate__(self):
-        state = self.__dict__.copy()
-        state.pop("_grm_cache", None)
+        state = dict(super().__getstate__())
+        state.pop("_grm_cache", None)  # eigendecompositions are rebuilt after unpickling
         return state
 
     def _estimate(self, Y):

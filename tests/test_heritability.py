@@ -1,6 +1,8 @@
 """HeritabilityScorer: REML vs glimix-core, simulation with known h2, HE closed form,
 missing values, scorer protocol in GridSearchCV, bad-input errors."""
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -246,7 +248,13 @@ def test_scorer_in_gridsearchcv_with_pca(real):
                                rtol=1e-9)
     # ndarray output: ids are taken from X's index
     pipe_np = make_pipeline(StandardScaler(), PCA(n_components=2)).fit(X)
-    assert np.isfinite(HeritabilityScorer(grm=K)(pipe_np, X))
+    scorer = HeritabilityScorer(grm=K)
+    score = scorer(pipe_np, X)
+    assert np.isfinite(score)
+    # picklable for GridSearchCV(n_jobs>1): same score after a round trip, cache dropped
+    copy = pickle.loads(pickle.dumps(scorer))
+    assert "_grm_cache" not in copy.__dict__ and "_grm_cache" in scorer.__dict__
+    assert copy(pipe_np, X) == pytest.approx(score, rel=1e-12)
     with pytest.raises(TypeError, match="subject ids"):
         HeritabilityScorer(grm=K)(PCA(n_components=2).fit(X.to_numpy()), X.to_numpy())
 

@@ -10,7 +10,7 @@ simulations with known heritability at N larger than the shipped 378 samples.
 
 from __future__ import annotations
 
-import numpy as np  # noqa: F401  (used in the Examples too)
+import numpy as np
 
 from .genotypes import Genotypes
 
