@@ -97,5 +97,14 @@ def test_factor_signals_reach_the_right_modality():
     assert abs(r(fv["t1_myelin"], contrast(1))) < 0.35
     # age enlarges the ventricles and thins the cortex: more CSF
     assert r(fv["age"], csf.sum(axis=(1, 2, 3))) > 0.5
+    # the disorder enlarges the ventricles beyond age: t statistic of disorder in
+    # periventricular CSF ~ 1 + age + disorder (OLS)
+    y_csf = csf[:, near].sum(axis=1)
+    design = np.column_stack([np.ones(len(fv)), fv["age"], b.disorder])
+    coef, *_ = np.linalg.lstsq(design, y_csf, rcond=None)
+    resid = y_csf - design @ coef
+    dof = len(fv) - design.shape[1]
+    se = np.sqrt(resid @ resid / dof * np.linalg.inv(design.T @ design).diagonal())
+    assert coef[2] / se[2] > 2.0
     assert b.truth.factors.loc["t2_wmh", "modalities"] == ("t2",)
     assert b.truth.factors.loc["shape_1", "modalities"] == ("t1", "t2")

@@ -309,7 +309,7 @@ def factor_basis(kinds):
             f = sum(radial_field(c, 13.0, 0.09) for c in lm["ventricles"])
         elif kind == "disorder":
             f = sum(radial_field(c, 9.0, -0.12) for c in lm["hippocampi"])
-            f += sum(radial_field(c, 13.0, 0.04) for c in lm["ventricles"])
+            f += sum(radial_field(c, 13.0, 0.08) for c in lm["ventricles"])
         elif kind == "noise":
             f = random_smooth_field(frng, 20.0, 0.7)
         else:

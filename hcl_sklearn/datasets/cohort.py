@@ -273,7 +273,7 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
         covariates[f"PC{k + 1}"] = pcs[:, k]
 
     bunch = Bunch(
-        X=None, subject_ids=ids, genotypes=G, snps=snps.drop(columns=[]),
+        X=None, subject_ids=ids, genotypes=G, snps=snps,
         covariates=covariates, age=pd.Series(age, index=ids, name="age"),
         disorder=pd.Series(disorder, index=ids, name="disorder"),
         sex=pd.Series(sex, index=ids, name="sex"),
