@@ -604,8 +604,8 @@ def idp_omnibus(X, idps, covariates=None):
 
 
 # --------------------------------------------------------------------------- alignment
-def alignment_scores(embeddings, *, n_components=None, n_shuffles=10, ks=(1, 5, 10),
-                     random_state=0):
+def alignment_scores(embeddings, *, n_components=None, reg=None, n_shuffles=10,
+                     ks=(1, 5, 10), random_state=0):
     """How well the T1 and T2 halves of an embedding agree, subject by subject.
 
     CCA and CKA do not depend on how each block is rotated, so they suit per-modality PCA
@@ -619,6 +619,9 @@ def alignment_scores(embeddings, *, n_components=None, n_shuffles=10, ks=(1, 5, 
     n_components : int, optional
         Canonical components for the mean CCA r (default: the smaller block width, capped
         so that there are more subjects than components).
+    reg : float, optional
+        Ridge regularisation of the CCA (see :func:`hcl_sklearn.metrics.mean_cca_correlation`;
+        needed when the blocks are wide compared with the number of subjects).
     n_shuffles : int, default=10
         Shuffled pairings averaged for the CKA baseline.
     ks : sequence of int, default=(1, 5, 10)
@@ -643,7 +646,8 @@ def alignment_scores(embeddings, *, n_components=None, n_shuffles=10, ks=(1, 5, 
     rng = np.random.default_rng(random_state)
     if n_components is None:
         n_components = max(1, min(A.shape[1], B.shape[1], n // 2))
-    row = {"mean_cca_r": float(metrics.mean_cca_correlation(A, B, n_components=n_components))}
+    row = {"mean_cca_r": float(metrics.mean_cca_correlation(A, B, n_components=n_components,
+                                                                    reg=reg))}
     for kind, fn in (("linear_cka", metrics.linear_cka), ("rbf_cka", metrics.rbf_cka)):
         row[kind] = float(fn(A, B))
         row[f"{kind}_shuffled"] = float(np.mean(
