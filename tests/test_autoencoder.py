@@ -210,6 +210,18 @@ def test_it_learns_to_reconstruct_inside_the_mask(cohort):
         assert mse < 0.7 * trivial, (c, mse, trivial)
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_training_paths(precision):
+    # autocast (and the GradScaler for fp16) run on the CPU too: the code paths used on GPUs
+    X = np.random.default_rng(0).random((6, 2, 12, 12, 12)).astype(np.float32)
+    est = AutoencoderEmbedder(**{**SMALL, "batch_size": 3, "precision": precision}).fit(X)
+    assert (est.net_.scaler_ is not None) == (precision == "fp16")
+    loss = est.history_[:, "train_loss"]
+    assert np.isfinite(loss).all()
+    Z = est.transform(X)
+    assert Z.dtype == np.float32 and np.isfinite(Z).all() and Z.std() > 0
+
+
 # --------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     "params, match",
