@@ -226,7 +226,9 @@ def _cmd_heritability(args):
     if len(missing):
         raise CLIError(f"{len(missing)} of {len(Y)} embedding subjects are not in the "
                        f"genotypes (e.g. {list(missing[:3])}); ids must equal the .fam IIDs.")
-    K = grm(g.qc(maf=args.maf) if args.maf else g, samples=list(Y.index))
+    if args.maf:
+        g, _ = g.qc(maf=args.maf, samples=list(Y.index))
+    K = grm(g, samples=list(Y.index))
     res = HeritabilityScorer(grm=K, method=args.method, covariates=cov).fit(Y).results_
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,117 @@
+"""The `hcl` command on files: simulate -> fit -> embed -> heritability -> gwas, help, errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hcl_sklearn.cli import build_parser, main
+
+N = 48
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    cohort = tmp / "cohort"
+    assert main(["simulate", "--out", str(cohort), "--n-subjects", str(N), "--shape", "16",
+                 "20", "16", "--seed", "1", "--quiet"]) == 0
+    model = tmp / "model.joblib"
+    assert main(["fit", str(cohort), "--out", str(model), "--epochs", "1", "--batch-size", "8",
+                 "--target-shape", "16", "20", "16", "--device", "cpu", "--quiet",
+                 "--set", "cnn_widths=(4,8)", "--set", "embed_dim=16",
+                 "--set", "proj_dim=16"]) == 0
+    emb = tmp / "emb.tsv"
+    assert main(["embed", str(cohort), "--model", str(model), "--out", str(emb),
+                 "--pca", "3"]) == 0
+    h2 = tmp / "h2.tsv"
+    assert main(["heritability", str(emb), "--bfile", str(cohort / "genotypes"),
+                 "--covariates", str(cohort / "covariates.tsv"), "--out", str(h2),
+                 "--rg"]) == 0
+    gwas = tmp / "gwas"
+    assert main(["gwas", str(emb), "--bfile", str(cohort / "genotypes"), "--covariates",
+                 str(cohort / "covariates.tsv"), "--out", str(gwas), "--quiet"]) == 0
+    return {"tmp": tmp, "cohort": cohort, "model": model, "emb": emb, "h2": h2, "gwas": gwas}
+
+
+def test_embed_writes_one_row_per_genotyped_subject(workflow):
+    emb = pd.read_csv(workflow["emb"], sep="\t", index_col=0)
+    fam = pd.read_csv(str(workflow["cohort"] / "genotypes") + ".fam", sep=r"\s+", header=None)
+    assert sorted(emb.index) == sorted(fam[1].astype(str))
+    assert list(emb.columns) == [f"t1_pc{i:03d}" for i in range(3)] + \
+        [f"t2_pc{i:03d}" for i in range(3)]
+    assert np.isfinite(emb.to_numpy()).all()
+
+
+def test_heritability_outputs(workflow):
+    h2 = pd.read_csv(workflow["h2"], sep="\t", index_col=0)
+    assert len(h2) == 6 and ((h2["h2"] >= 0) & (h2["h2"] <= 1)).all()
+    assert (h2["n"] == N).all()
+    rg = pd.read_csv(workflow["h2"].with_name("h2_rg.tsv"), sep="\t", index_col=0)
+    assert rg.shape == (3, 3)
+
+
+def test_gwas_matches_direct_ols_on_the_files(workflow):
+    """Betas in the written sumstats equal OLS on the raw files (ids joined by hand)."""
+    from bed_reader import open_bed
+
+    out = workflow["gwas"]
+    for name in ("sumstats.tsv.gz", "loci_t1.tsv", "loci_t2.tsv", "lambda_gc.tsv",
+                 "miami.png", "qq.png"):
+        assert (out / name).is_file(), name
+    ss = pd.read_csv(out / "sumstats.tsv.gz", sep="\t")
+    emb = pd.read_csv(workflow["emb"], sep="\t", index_col=0)
+    cov = pd.read_csv(workflow["cohort"] / "covariates.tsv", sep="\t", index_col=0)
+    prefix = str(workflow["cohort"] / "genotypes")
+    with open_bed(prefix + ".bed") as bed:
+        iid = np.asarray(bed.iid).astype(str)
+        snp_ids = np.asarray(bed.sid)
+        row = ss[ss["phenotype"] == "t2_pc001"].iloc[10]
+        j = int(np.flatnonzero(snp_ids == row["variant_id"])[0])
+        g = bed.read(index=np.s_[:, j], dtype="float64")[:, 0]
+    y = emb.loc[iid, "t2_pc001"].to_numpy()
+    C = cov.loc[iid].to_numpy(dtype=float)
+    C = C[:, C.std(axis=0) > 0]
+    D = np.column_stack([np.ones(len(y)), C, g])
+    beta = np.linalg.lstsq(D, y, rcond=None)[0][-1]
+    # the effect allele may be either .bim allele: compare magnitudes and sign up to flip
+    assert abs(row["beta"]) == pytest.approx(abs(beta), rel=1e-4)
+
+
+def test_every_command_has_help(capsys):
+    for cmd in ("demo", "simulate", "fit", "embed", "heritability", "gwas"):
+        with pytest.raises(SystemExit) as exc:
+            build_parser().parse_args([cmd, "--help"])
+        assert exc.value.code == 0
+        text = capsys.readouterr().out
+        assert f"usage: hcl {cmd}" in text and len(text) > 300
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    assert "hcl demo" in capsys.readouterr().out
+
+
+def test_errors_are_one_line_unless_debug(workflow, tmp_path, capsys):
+    rc = main(["embed", str(workflow["cohort"]), "--model", str(tmp_path / "nope.joblib"),
+               "--out", str(tmp_path / "e.tsv")])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "does not exist" in err
+    assert "Traceback" not in err
+    with pytest.raises(ValueError, match="does not exist"):
+        main(["--debug", "embed", str(workflow["cohort"]), "--model",
+              str(tmp_path / "nope.joblib"), "--out", str(tmp_path / "e.tsv")])
+
+    # embeddings whose ids are not the genotype IIDs
+    bad = pd.read_csv(workflow["emb"], sep="\t", index_col=0)
+    bad.index = [f"X{i}" for i in range(len(bad))]
+    bad.to_csv(tmp_path / "bad.tsv", sep="\t")
+    rc = main(["heritability", str(tmp_path / "bad.tsv"), "--bfile",
+               str(workflow["cohort"] / "genotypes"), "--out", str(tmp_path / "h.tsv")])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"{N} of {N} embedding subjects are not in the genotypes" in err
+
+    rc = main(["gwas", str(workflow["emb"]), "--bfile", str(tmp_path / "missing"),
+               "--out", str(tmp_path / "g")])
+    assert rc == 1 and ".bed not found" in capsys.readouterr().err
+
+    rc = main(["fit", str(workflow["cohort"]), "--out", str(tmp_path / "m.joblib"),
+               "--set", "not_a_param=3"])
+    assert rc == 1 and "unknown parameter" in capsys.readouterr().err
