@@ -20,6 +20,7 @@ import tempfile
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
@@ -403,6 +404,14 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
         """Wrap ``X`` in a :class:`PairedVolumes` with this estimator's data settings."""
         if isinstance(X, PairedVolumes):
             return X  # used as given: its own target_shape/downsample/cache_dir
+        if sp.issparse(X):
+            raise TypeError(
+                "sparse input is not supported: paired volumes must be a dense array of "
+                "shape (n, 2, D, H, W), a DataFrame of NIfTI paths or a PairedVolumes."
+            )
+        if isinstance(X, np.ndarray) and np.iscomplexobj(X):
+            raise ValueError("Complex data not supported: paired volumes must be real; "
+                             "take the magnitude (np.abs) of complex images first.")
         kind, _ = check_paired_input(X)
         if isinstance(self.target_shape, str):
             target = None if kind == "array" else REFERENCE_SHAPE

@@ -267,7 +267,7 @@ class MomentumContrast(nn.Module):
         if output == "pooled":
             return torch.stack([p1, p2], dim=1)
         if output == "projection":
-            return torch.stack([self.projector_q(p1), self.projector_q(p2)], dim=1)
+            return torch.stack(self._project(self.projector_q, p1, p2), dim=1)
         raise ValueError(f"output must be 'pooled', 'projection' or 'tokens'; got {output!r}.")
 
     def forward_train(self, x):
@@ -277,14 +277,19 @@ class MomentumContrast(nn.Module):
         gradient.
         """
         t1, t2 = self.tokens(x)
-        q1 = self.projector_q(t1.mean(dim=1))
-        q2 = self.projector_q(t2.mean(dim=1))
+        q1, q2 = self._project(self.projector_q, t1.mean(dim=1), t2.mean(dim=1))
         with torch.no_grad():
             self.momentum_update()
             s1, s2 = self.tokens(x, key=True)
-            k1 = self.projector_k(s1.mean(dim=1))
-            k2 = self.projector_k(s2.mean(dim=1))
+            k1, k2 = self._project(self.projector_k, s1.mean(dim=1), s2.mean(dim=1))
         return q1, q2, k1, k2
+
+    @staticmethod
+    def _project(projector, p1, p2):
+        """Project T1 and T2 together, so BatchNorm statistics are shared by both
+        modalities in training as they are in eval mode (per-modality batch statistics
+        would align the modalities in training only)."""
+        return projector(torch.cat([p1, p2], dim=0)).chunk(2, dim=0)
 
     # -- queue ------------------------------------------------------------------------
     def negatives(self):

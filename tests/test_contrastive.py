@@ -1,0 +1,229 @@
+"""MomentumContrastiveEmbedder: fitting, transform forms, persistence, resume, guards."""
+
+import pickle
+
+import joblib
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from skorch.callbacks import Callback, Checkpoint, LoadInitState
+from sklearn.exceptions import NotFittedError
+
+from hcl_sklearn import MomentumContrastiveEmbedder, PairedVolumes
+from hcl_sklearn.callbacks import NonFiniteLossError
+from hcl_sklearn.contrastive import effective_queue_size
+from hcl_sklearn.metrics import linear_cka, retrieval_scores
+from hcl_sklearn.nn.moco import in_batch_info_nce
+
+FAST = dict(encoder="cnn", embed_dim=8, cnn_widths=(4,), proj_dim=8, batch_size=4,
+            max_epochs=1, validation_fraction=0.25, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def volumes():
+    """16 subjects, 12^3 voxels: a shared random anatomy seen with two contrasts."""
+    rng = np.random.default_rng(0)
+    anatomy = rng.random((16, 12, 12, 12)).astype(np.float32) + 0.1
+    t1 = anatomy + 0.05 * rng.random(anatomy.shape, dtype=np.float32)
+    t2 = 1.5 - anatomy + 0.05 * rng.random(anatomy.shape, dtype=np.float32)
+    return np.stack([t1, t2], axis=1)
+
+
+def test_fit_transform_shapes_names_and_outputs(volumes, tmp_path):
+    emb = MomentumContrastiveEmbedder(**FAST).fit(volumes)
+    assert emb.volume_shape_ == (12, 12, 12)
+    assert emb.n_train_subjects_ == 12 and len(emb.validation_ids_) == 4
+    Z = emb.transform(volumes)
+    assert isinstance(Z, np.ndarray) and Z.shape == (16, 16) and Z.dtype == np.float32
+    names = emb.get_feature_names_out()
+    assert list(names[:2]) == ["t1_000", "t1_001"] and names[8] == "t2_000"
+
+    emb.set_params(output="tokens", temp_folder=str(tmp_path))
+    T = emb.transform(volumes)
+    assert isinstance(T, np.memmap) and str(tmp_path) in T.filename
+    n_tok = emb.net_.module_.n_tokens
+    assert T.shape == (16, 2 * n_tok * 8)
+    # pooled output = mean of the streamed tokens, per modality
+    tok = np.asarray(T).reshape(16, 2, n_tok, 8)
+    np.testing.assert_allclose(tok.mean(axis=2).reshape(16, 16), Z, rtol=1e-5, atol=1e-6)
+
+    emb.set_params(output="projection")
+    P = emb.transform(volumes)
+    np.testing.assert_allclose(np.linalg.norm(P[:, :8], axis=1), 1.0, rtol=1e-5)
+
+
+def test_pandas_output_and_subject_ids(volumes):
+    ids = [f"sub-{i:02d}" for i in range(16)]
+    emb = MomentumContrastiveEmbedder(**FAST).fit(volumes)
+    df = emb.transform(PairedVolumes(volumes, target_shape=None, subject_ids=ids))
+    assert list(df.index) == ids and df.columns[0] == "t1_000"
+    np.testing.assert_array_equal(df.to_numpy(), emb.transform(volumes))
+    emb.set_output(transform="pandas")
+    out = emb.transform(volumes)
+    assert isinstance(out, pd.DataFrame) and list(out.columns) == list(emb.get_feature_names_out())
+
+
+def test_nifti_frame_input_keeps_subject_ids(tmp_path, volumes):
+    rows = {}
+    for i in range(8):
+        sid = f"s{i}"
+        paths = []
+        for c, m in enumerate(("t1", "t2")):
+            p = tmp_path / f"{sid}_{m}.nii.gz"
+            nib.save(nib.Nifti1Image(volumes[i, c], np.eye(4)), str(p))
+            paths.append(str(p))
+        rows[sid] = paths
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=["t1", "t2"])
+    emb = MomentumContrastiveEmbedder(**{**FAST, "target_shape": (12, 12, 12)}).fit(frame)
+    out = emb.transform(frame)
+    assert isinstance(out, pd.DataFrame) and list(out.index) == list(frame.index)
+    assert set(emb.validation_ids_) <= set(frame.index)
+
+
+def test_same_random_state_gives_identical_embeddings(volumes):
+    a = MomentumContrastiveEmbedder(**{**FAST, "max_epochs": 2}).fit(volumes).transform(volumes)
+    b = MomentumContrastiveEmbedder(**{**FAST, "max_epochs": 2}).fit(volumes).transform(volumes)
+    np.testing.assert_array_equal(a, b)
+    c = MomentumContrastiveEmbedder(**{**FAST, "max_epochs": 2, "random_state": 1}
+                                    ).fit(volumes).transform(volumes)
+    assert not np.allclose(a, c)
+
+
+def test_pickle_and_joblib_round_trip(volumes, tmp_path):
+    emb = MomentumContrastiveEmbedder(**FAST).fit(volumes)
+    Z = emb.transform(volumes)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(emb)).transform(volumes), Z)
+    joblib.dump(emb, tmp_path / "emb.joblib")
+    np.testing.assert_array_equal(joblib.load(tmp_path / "emb.joblib").transform(volumes), Z)
+    # the fitted estimator does not carry the training volumes
+    assert len(pickle.dumps(emb)) < volumes.nbytes
+
+
+def test_resume_from_skorch_checkpoint(volumes, tmp_path):
+    cp = Checkpoint(dirname=str(tmp_path), monitor=None)
+    first = MomentumContrastiveEmbedder(**{**FAST, "max_epochs": 2, "validation_fraction": None,
+                                           "callbacks": [cp]}).fit(volumes)
+    Z = first.transform(volumes)
+    # resume with no new epoch: exactly the checkpointed model (weights, EMA keys, queue)
+    resumed = MomentumContrastiveEmbedder(**{**FAST, "max_epochs": 0, "validation_fraction": None,
+                                             "callbacks": [LoadInitState(cp)]}).fit(volumes)
+    np.testing.assert_array_equal(resumed.transform(volumes), Z)
+    for name, t in first.net_.module_.state_dict().items():
+        torch.testing.assert_close(resumed.net_.module_.state_dict()[name], t)
+    # resume and train on: the history continues at epoch 3
+    more = MomentumContrastiveEmbedder(**{**FAST, "max_epochs": 1, "validation_fraction": None,
+                                          "callbacks": [LoadInitState(cp)]}).fit(volumes)
+    assert list(more.history_[:, "epoch"]) == [1, 2, 3]
+    assert not np.allclose(more.transform(volumes), Z)
+
+
+def test_best_validation_epoch_is_restored_and_metrics_logged(volumes):
+    emb = MomentumContrastiveEmbedder(**{**FAST, "max_epochs": 4, "lr": 3e-3}).fit(volumes)
+    losses = emb.history_[:, "valid_loss"]
+    assert emb.best_epoch_ == int(np.argmin(losses)) + 1
+    # recompute the in-batch validation loss and alignment with the restored weights
+    valid = np.sort(emb.validation_ids_.to_numpy().astype(int))
+    emb.set_params(output="projection")
+    P = emb.transform(volumes[valid]).reshape(len(valid), 2, 8)
+    pt = torch.from_numpy(P)
+    batches = [pt[i:i + 4] for i in range(0, len(valid), 4)]
+    loss = sum(len(b) * float(in_batch_info_nce(b[:, 0], b[:, 1], 0.07)) for b in batches)
+    row = emb.history_[emb.best_epoch_ - 1]
+    assert loss / len(valid) == pytest.approx(row["valid_loss"], rel=1e-4)
+    assert row["valid_top1"] == pytest.approx(retrieval_scores(P[:, 0], P[:, 1])["top1"])
+    assert row["valid_cka"] == pytest.approx(linear_cka(P[:, 0], P[:, 1]), rel=1e-4)
+    for key in ("valid_recall@5", "valid_median_rank", "event_lr"):
+        assert key in row
+
+
+def test_lr_follows_cosine_warm_restarts(volumes):
+    emb = MomentumContrastiveEmbedder(**{**FAST, "max_epochs": 3, "lr": 1e-2}).fit(volumes)
+    lrs = emb.history_[:, "event_lr"]
+    ref = [1e-6 + (1e-2 - 1e-6) * (1 + np.cos(np.pi * e / 10)) / 2 for e in range(3)]
+    np.testing.assert_allclose(lrs, ref, rtol=1e-6)
+
+
+def test_only_query_weights_are_optimised(volumes):
+    emb = MomentumContrastiveEmbedder(**FAST).fit(volumes)
+    module = emb.net_.module_
+    optimised = {id(p) for g in emb.net_.optimizer_.param_groups for p in g["params"]}
+    assert optimised == {id(p) for p in module.query_parameters()}
+
+
+@pytest.mark.parametrize("extra", [
+    {"queue_modalities": "both"},
+    {"shared_encoder": False},
+    {"batch_size": 1},
+    {"batch_size": 2, "validation_fraction": None},
+    {"encoder": "vit", "patch_size": (5, 5, 5), "embed_dim": 12, "depth": 1, "n_heads": 2},
+    {"lr_schedule": "constant", "precision": "bf16"},
+])
+def test_variants_train(volumes, extra):
+    emb = MomentumContrastiveEmbedder(**{**FAST, **extra}).fit(volumes)
+    Z = emb.transform(volumes)
+    assert np.isfinite(Z).all() and np.isfinite(emb.history_[-1, "train_loss"])
+
+
+def test_queue_is_clipped_to_the_data():
+    assert effective_queue_size(65536, 12, 4) == 8
+    assert effective_queue_size(65536, 13, 4) == 8
+    assert effective_queue_size(65536, 100, 8) == 88
+    assert effective_queue_size(10, 100, 8) == 10
+    assert effective_queue_size(65536, 3, 4) == 3
+
+
+class _PoisonWeights(Callback):
+    """Fault injection: set one weight to NaN before a chosen training batch."""
+
+    def __init__(self, epoch, batch):
+        self.epoch, self.batch = epoch, batch
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.seen_ = 0
+
+    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+        if training:
+            self.seen_ += 1
+            if len(net.history) == self.epoch and self.seen_ == self.batch:
+                with torch.no_grad():
+                    next(net.module_.projector_q.parameters()).fill_(float("nan"))
+
+
+def test_non_finite_loss_names_epoch_and_batch(volumes):
+    emb = MomentumContrastiveEmbedder(**{**FAST, "max_epochs": 3,
+                                         "callbacks": [_PoisonWeights(2, 2)]})
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, training batch 2"):
+        emb.fit(volumes)
+
+
+@pytest.mark.parametrize("params, X_shape, match", [
+    ({}, (6, 12, 12, 12), "wrong array rank"),
+    ({"validation_fraction": 0.05}, None, "validation_fraction"),
+    ({"encoder": "vit", "patch_size": (14, 16, 14)}, None, "larger than the volume"),
+    ({"encoder": "vit", "patch_size": (4, 4, 4), "embed_dim": 10, "n_heads": 3}, None,
+     "divisible by n_heads"),
+    ({"temperature": 0.0}, None, "temperature"),
+    ({"queue_modalities": "t1"}, None, "queue_modalities"),
+    ({"precision": "fp8"}, None, "precision"),
+])
+def test_bad_input_raises_value_error(volumes, params, X_shape, match):
+    X = volumes if X_shape is None else np.zeros(X_shape, dtype=np.float32)
+    with pytest.raises(ValueError, match=match):
+        MomentumContrastiveEmbedder(**{**FAST, **params}).fit(X)
+
+
+def test_bad_input_types_and_state(volumes):
+    import scipy.sparse as sp
+
+    with pytest.raises(TypeError, match="sparse input is not supported"):
+        MomentumContrastiveEmbedder(**FAST).fit(sp.csr_matrix(np.eye(4)))
+    with pytest.raises(NotFittedError):
+        MomentumContrastiveEmbedder(**FAST).transform(volumes)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            MomentumContrastiveEmbedder(**{**FAST, "device": "cuda"}).fit(volumes)
+    emb = MomentumContrastiveEmbedder(**FAST).fit(volumes)
+    with pytest.raises(ValueError, match=r"fitted on \(12, 12, 12\)"):
+        emb.transform(volumes[:, :, :10])

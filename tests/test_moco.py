@@ -1,0 +1,266 @@
+"""The torch pieces of the contrastive embedder against closed forms."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hcl_sklearn.nn.cnn import ConvEncoder3d
+from hcl_sklearn.nn.moco import (
+    MomentumContrast,
+    SmallBatchSafeBatchNorm1d,
+    SymmetricInfoNCE,
+    in_batch_info_nce,
+    info_nce,
+)
+from hcl_sklearn.nn.runtime import (
+    autocast_context,
+    needs_grad_scaler,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+)
+from hcl_sklearn.nn.vit import VisionTransformer3d, check_patch_size, sincos_position_embedding_3d
+
+
+def _unit(rng, *shape):
+    x = rng.normal(size=shape)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _info_nce_reference(q, k, neg, tau):
+    """-log(exp(q.k/tau) / (exp(q.k/tau) + sum_n exp(q.n/tau))), float64, loop form."""
+    losses = []
+    for qi, ki in zip(q, k):
+        pos = np.exp(qi @ ki / tau)
+        den = pos + sum(np.exp(qi @ n / tau) for n in neg)
+        losses.append(-np.log(pos / den))
+    return float(np.mean(losses))
+
+
+def _small_moco(**kw):
+    params = dict(volume_shape=(8, 8, 8), encoder="cnn", embed_dim=6, cnn_widths=(3,),
+                  proj_dim=4, queue_size=6, momentum=0.9)
+    params.update(kw)
+    return MomentumContrast(**params).double()
+
+
+# --------------------------------------------------------------------------- losses
+def test_info_nce_matches_closed_form():
+    rng = np.random.default_rng(0)
+    q, k, neg = _unit(rng, 5, 7), _unit(rng, 5, 7), _unit(rng, 11, 7)
+    got = info_nce(torch.tensor(q), torch.tensor(k), torch.tensor(neg), 0.07)
+    assert float(got) == pytest.approx(_info_nce_reference(q, k, neg, 0.07), rel=1e-5)
+
+
+def test_in_batch_info_nce_matches_closed_form():
+    rng = np.random.default_rng(1)
+    a, b = _unit(rng, 4, 3), _unit(rng, 4, 3)
+    tau = 0.5
+    ref = 0.0
+    for x, y in ((a, b), (b, a)):
+        for i in range(4):  # negatives of row i: the other rows of the other block
+            others = np.delete(y, i, axis=0)
+            ref += 0.5 / 4 * _info_nce_reference(x[i:i + 1], y[i:i + 1], others, tau)
+    got = in_batch_info_nce(torch.tensor(a), torch.tensor(b), tau)
+    assert float(got) == pytest.approx(ref, rel=1e-6)
+
+
+def test_symmetric_loss_is_mean_of_both_directions():
+    rng = np.random.default_rng(2)
+    q1, q2, k1, k2 = (torch.tensor(_unit(rng, 3, 5)) for _ in range(4))
+    n1, n2 = torch.tensor(_unit(rng, 6, 5)), torch.tensor(_unit(rng, 6, 5))
+    got = SymmetricInfoNCE(0.2)(q1, q2, k1, k2, n1, n2)
+    ref = 0.5 * (_info_nce_reference(q1.numpy(), k2.numpy(), n1.numpy(), 0.2)
+                 + _info_nce_reference(q2.numpy(), k1.numpy(), n2.numpy(), 0.2))
+    assert float(got) == pytest.approx(ref, rel=1e-6)
+
+
+# --------------------------------------------------------------------------- EMA / queue
+def test_momentum_update_equals_formula():
+    torch.manual_seed(0)
+    moco = _small_moco(momentum=0.75)
+    with torch.no_grad():  # make query and key weights differ
+        for p in moco.query_parameters():
+            p.add_(torch.randn_like(p))
+    q = [p.detach().clone() for p in moco.query_parameters()]
+    k = [p.detach().clone() for p in moco.key_parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(q, k))
+    moco.momentum_update()
+    for qp, kp, new in zip(q, k, moco.key_parameters()):
+        torch.testing.assert_close(new, 0.75 * kp + 0.25 * qp, rtol=1e-12, atol=1e-12)
+
+
+def test_forward_train_updates_keys_before_computing_them():
+    torch.manual_seed(0)
+    moco = _small_moco(momentum=0.5)
+    with torch.no_grad():
+        for p in moco.query_parameters():
+            p.add_(torch.randn_like(p))
+    x = torch.randn(4, 2, 8, 8, 8, dtype=torch.float64)
+    expected = [0.5 * kp.detach() + 0.5 * qp.detach()
+                for qp, kp in zip(moco.query_parameters(), moco.key_parameters())]
+    q1, q2, k1, k2 = moco.forward_train(x)
+    for p, e in zip(moco.key_parameters(), expected):
+        torch.testing.assert_close(p, e)
+    # the keys are those of the *updated* key encoder and projector
+    s1, s2 = moco.tokens(x, key=True)
+    with torch.no_grad():
+        k = moco.projector_k(torch.cat([s1.mean(1), s2.mean(1)]))
+        torch.testing.assert_close(torch.cat([k1, k2]), k)
+    assert q1.requires_grad and not k1.requires_grad
+    assert all(not p.requires_grad for p in moco.key_parameters())
+    torch.testing.assert_close(q1.norm(dim=1), torch.ones(4, dtype=torch.float64))
+
+
+def test_queue_is_filled_circularly_and_by_modality():
+    moco = _small_moco(queue_size=6, queue_modalities="both")
+    k1 = F.normalize(torch.randn(4, 4, dtype=torch.float64), dim=1)
+    k2 = F.normalize(torch.randn(4, 4, dtype=torch.float64), dim=1)
+    moco.enqueue(k1, k2)
+    torch.testing.assert_close(moco.queue_t2[:4], k2)
+    torch.testing.assert_close(moco.queue_t1[:4], k1)
+    assert int(moco.queue_ptr) == 4
+    moco.enqueue(k1 * 0 + k1[:1], k2 * 0 + k2[:1])  # 4 more: slots 4, 5, 0, 1
+    assert int(moco.queue_ptr) == 2
+    for slot in (4, 5, 0, 1):
+        torch.testing.assert_close(moco.queue_t2[slot], k2[0])
+    torch.testing.assert_close(moco.queue_t2[2:4], k2[2:4])
+    neg_t1_query, neg_t2_query = moco.negatives()
+    assert neg_t1_query is moco.queue_t2 and neg_t2_query is moco.queue_t1
+
+
+def test_reference_queue_serves_t2_keys_to_both_directions():
+    moco = _small_moco(queue_modalities="t2")
+    assert not hasattr(moco, "queue_t1")
+    a, b = moco.negatives()
+    assert a is moco.queue_t2 and b is moco.queue_t2
+
+
+def test_separate_encoders_per_modality():
+    moco = _small_moco(shared_encoder=False)
+    assert set(moco.encoder_q) == {"t1", "t2"}
+    x = torch.randn(2, 2, 8, 8, 8, dtype=torch.float64)
+    z = moco(x, output="pooled")
+    ref1 = moco.encoder_q["t1"](x[:, :1]).mean(1)
+    torch.testing.assert_close(z[:, 0], ref1)
+
+
+def test_output_forms_are_consistent():
+    torch.manual_seed(0)
+    moco = _small_moco().eval()
+    x = torch.randn(3, 2, 8, 8, 8, dtype=torch.float64)
+    tokens = moco(x, output="tokens")
+    pooled = moco(x, output="pooled")
+    torch.testing.assert_close(pooled, tokens.mean(2))
+    proj = moco(x, output="projection")
+    torch.testing.assert_close(proj[:, 1], moco.projector_q(pooled[:, 1]))  # eval: per-row
+    with pytest.raises(ValueError, match="output must be"):
+        moco(x, output="cls")
+
+
+def test_moco_rejects_bad_settings():
+    with pytest.raises(ValueError, match="queue_modalities"):
+        _small_moco(queue_modalities="t1")
+    with pytest.raises(ValueError, match="encoder must be"):
+        _small_moco(encoder="resnet")
+
+
+# --------------------------------------------------------------------------- BatchNorm
+def test_small_batch_batchnorm_uses_running_stats_below_three():
+    torch.manual_seed(0)
+    bn = SmallBatchSafeBatchNorm1d(5)
+    with torch.no_grad():
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+    mean0, var0 = bn.running_mean.clone(), bn.running_var.clone()
+    bn.train()
+    for n in (1, 2):
+        x = torch.randn(n, 5)
+        torch.testing.assert_close(bn(x), (x - mean0) / torch.sqrt(var0 + bn.eps))
+    torch.testing.assert_close(bn.running_mean, mean0)  # not updated by tiny batches
+    x = torch.randn(6, 5)
+    ref = torch.nn.BatchNorm1d(5)
+    ref.load_state_dict(bn.state_dict())
+    ref.train()
+    torch.testing.assert_close(bn(x), ref(x))  # usual behaviour from 3 samples on
+
+
+# --------------------------------------------------------------------------- encoders
+def test_vit_patch_grid_padding_and_errors():
+    assert check_patch_size((182, 224, 182), (14, 16, 14)) == (13, 14, 13)
+    assert check_patch_size((20, 16, 9), (8, 8, 8)) == (3, 2, 2)  # zero-padded
+    with pytest.raises(ValueError, match="larger than the volume"):
+        check_patch_size((8, 8, 8), (14, 16, 14))
+    vit = VisionTransformer3d((20, 16, 9), patch_size=(8, 8, 8), embed_dim=12, depth=1,
+                              n_heads=3)
+    assert vit(torch.zeros(1, 1, 20, 16, 9)).shape == (1, 12, 12)
+    with pytest.raises(ValueError, match="divisible by n_heads"):
+        VisionTransformer3d((16, 16, 16), patch_size=(8, 8, 8), embed_dim=10, n_heads=3)
+
+
+def test_vit_padding_equals_explicit_zero_padding():
+    torch.manual_seed(0)
+    vit = VisionTransformer3d((10, 8, 8), patch_size=(4, 4, 4), embed_dim=6, depth=1,
+                              n_heads=2).eval()
+    x = torch.randn(1, 1, 10, 8, 8)
+    padded = torch.zeros(1, 1, 12, 8, 8)
+    padded[..., :10, :, :] = x
+    torch.testing.assert_close(vit(x), vit(padded))
+
+
+def test_sincos_positions_closed_form():
+    grid, dim = (3, 4, 5), 12
+    emb = sincos_position_embedding_3d(grid, dim).numpy()
+    assert emb.shape == (60, 12)
+    per_axis = 4
+    omega = 1.0 / 10000 ** (np.arange(2) / 2.0)
+    for idx, (d, h, w) in enumerate(np.ndindex(*grid)):
+        for a, pos in enumerate((d, h, w)):
+            block = emb[idx, a * per_axis:(a + 1) * per_axis]
+            np.testing.assert_allclose(block, np.r_[np.sin(pos * omega), np.cos(pos * omega)],
+                                       atol=1e-6)
+    # embed_dim not a multiple of 6: the remainder channels are zero
+    assert np.all(sincos_position_embedding_3d(grid, 14).numpy()[:, 12:] == 0)
+
+
+def test_cnn_tokens_grid():
+    cnn = ConvEncoder3d((9, 16, 17), embed_dim=5, widths=(2, 3))
+    assert cnn.grid == (3, 4, 5)
+    assert cnn(torch.zeros(2, 1, 9, 16, 17)).shape == (2, 60, 5)
+    # per-sample: one subject's tokens do not depend on the others in the batch
+    x = torch.randn(3, 1, 9, 16, 17)
+    torch.testing.assert_close(cnn(x)[:1], cnn(x[:1]))
+
+
+# --------------------------------------------------------------------------- runtime
+def test_runtime_device_and_precision():
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    with pytest.raises(ValueError, match="not a torch device"):
+        resolve_device("tpu-ish")
+    with pytest.raises(TypeError):
+        resolve_device(3)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    assert resolve_precision("cpu", "auto") is None
+    assert resolve_precision("cpu", "bf16") is torch.bfloat16
+    assert not needs_grad_scaler("cpu", "bf16")
+    with pytest.raises(ValueError, match="precision must be"):
+        resolve_precision("cpu", "int8")
+    with autocast_context("cpu", "bf16"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with autocast_context("cpu", "fp32"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_seed_everything_reproducible():
+    seed_everything(3)
+    a = (torch.rand(3), np.random.rand(3))
+    seed_everything(3)
+    b = (torch.rand(3), np.random.rand(3))
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    seed_everything(4)
+    assert not torch.equal(a[0], torch.rand(3))
