@@ -33,12 +33,14 @@ from threadpoolctl import threadpool_limits
 
 
 def _cohort(n, m, seed):
-    from hcl_sklearn.datasets import get_1000g_chr22
+    """n subjects x the first m SNPs, mosaics of the real 1000G chr22 panel (real LD)."""
+    from hcl_sklearn.datasets.genotypes import simulate_genotypes
     from hcl_sklearn.genetics import Genotypes
-    from hcl_sklearn.genetics.mosaic import mosaic
 
-    g = Genotypes.from_plink(get_1000g_chr22())
-    return mosaic(g.subset(np.arange(m)), n, random_state=seed)
+    G, snps = simulate_genotypes(n, random_state=seed)
+    ids = [f"mosaic{i:06d}" for i in range(n)]
+    return Genotypes.from_array(np.asarray(G[:, :m], dtype=np.float32), ids,
+                                snps=snps.iloc[:m].reset_index(drop=True))
 
 
 def _traits(genotypes, h2, seed):

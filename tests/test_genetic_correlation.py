@@ -6,9 +6,8 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from hcl_sklearn import genetic_correlation
-from hcl_sklearn.datasets import get_1000g_chr22
-from hcl_sklearn.genetics import Genotypes, SampleMismatchError, grm
-from hcl_sklearn.genetics.mosaic import mosaic
+from hcl_sklearn.genetics import SampleMismatchError, grm
+from conftest import real_ld_genotypes
 from hcl_sklearn.haseman_elston import he_regression
 from hcl_sklearn.reml import bivariate_reml, eigen_grm, reml_h2
 
@@ -34,8 +33,7 @@ def _pairs(Z, rg, h2, rng, re=0.0):
 
 @pytest.fixture(scope="module")
 def cohort():
-    g = Genotypes.from_plink(get_1000g_chr22())
-    big = mosaic(g.subset(np.arange(6000)), 2000, random_state=1)
+    big = real_ld_genotypes(2000, 6000, random_state=1)
     K = grm(big, scale="empirical")
     Z = big.read(standardize=True, dtype=np.float32)
     return big, K, Z
@@ -109,8 +107,7 @@ def test_bivariate_he_equals_closed_form():
 
 def test_he_rg_agrees_with_bivariate_reml():
     """A few HE entries against bivariate REML (different estimators: within 2 HE SEs)."""
-    g = Genotypes.from_plink(get_1000g_chr22())
-    big = mosaic(g.subset(np.arange(6000)), 1000, random_state=2)
+    big = real_ld_genotypes(1000, 6000, random_state=2)
     K = grm(big, scale="empirical")
     Z = big.read(standardize=True)
     rng = np.random.default_rng(5)

@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 from hcl_sklearn import HeritabilityScorer
 from hcl_sklearn.datasets import get_1000g_chr22
 from hcl_sklearn.genetics import GRMError, Genotypes, SampleMismatchError, grm
-from hcl_sklearn.genetics.mosaic import mosaic
+from conftest import real_ld_genotypes
 from hcl_sklearn.haseman_elston import he_regression
 from hcl_sklearn.heritability import CovariateError, PhenotypeError
 from hcl_sklearn.reml import eigen_grm, reml_h2
@@ -111,8 +111,7 @@ def test_reml_se_equals_dense_expected_information():
 # ----------------------------------------------------------------------- (b) simulation
 def test_known_h2_on_real_ld_n2000(capsys):
     """(b) 60 traits with known h2 on a 2000-subject mosaic of real 1000G chr22 segments."""
-    g = Genotypes.from_plink(get_1000g_chr22())
-    big = mosaic(g.subset(np.arange(8000)), 2000, random_state=0)
+    big = real_ld_genotypes(2000, 8000, random_state=0)
     K = grm(big, scale="empirical")
     rng = np.random.default_rng(7)
     h2 = np.repeat([0.2, 0.5, 0.8], 20)
