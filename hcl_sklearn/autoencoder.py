@@ -17,12 +17,14 @@ import pandas as pd
 import scipy.sparse
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 from skorch.callbacks import LRScheduler, PrintLog, ProgressBar
-from skorch.dataset import ValidSplit, unpack_data
+from skorch.dataset import unpack_data
+from skorch.helper import predefined_split
 from skorch.utils import TeeGenerator
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from .callbacks import NonFiniteLossGuard, RestoreBestValidLoss
 from .nn.runtime import (PRECISIONS, autocast_context, needs_grad_scaler, resolve_device,
@@ -198,6 +200,10 @@ class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
         ``train_loss_t1``, ``valid_loss_t2``, … per modality.
     volume_shape_ : tuple of int
         Spatial shape of the preprocessed volumes the models were built for.
+    validation_ids_ : pandas.Index
+        Subjects held out for validation (empty without a validation split).
+    best_epoch_ : int or None
+        Epoch whose weights were kept (None without validation).
     device_ : torch.device
     n_features_out_ : int
         ``2 * latent_dim``.
@@ -291,6 +297,20 @@ class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
         return PairedVolumes(X, target_shape=target, downsample=int(self.downsample),
                              cache_dir=self.cache_dir)
 
+    def _split(self, n, rng):
+        if self.validation_fraction is None:
+            if n < 1:
+                raise ValueError("at least 1 subject is needed to train.")
+            return np.arange(n), np.array([], dtype=int)
+        n_valid = int(np.ceil(self.validation_fraction * n))
+        if n - n_valid < 1:
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} leaves no training subject "
+                f"out of {n}; pass validation_fraction=None or more subjects."
+            )
+        perm = rng.permutation(n)
+        return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
+
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
         """Train one autoencoder per modality.
@@ -310,26 +330,25 @@ class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
         self._check_params()
         volumes = self._volumes(X)
         n = len(volumes)
-        if self.validation_fraction is not None and (
-                n * self.validation_fraction < 1 or n - int(np.ceil(n * self.validation_fraction)) < 1):
-            raise ValueError(
-                f"validation_fraction={self.validation_fraction} leaves no training or no "
-                f"validation subject out of {n}; pass validation_fraction=None or more subjects."
-            )
         self.device_ = resolve_device(self.device)
-        seed = seed_everything(self.random_state)
+        rng = check_random_state(self.random_state)
+        idx_train, idx_valid = self._split(n, rng)
+        seed_everything(rng)
         self.volume_shape_ = tuple(volumes.volume_shape)
+        valid_ds = _Unsupervised(Subset(volumes, idx_valid)) if len(idx_valid) else None
 
-        monitor = "train_loss" if self.validation_fraction is None else "valid_loss"
+        monitor = "train_loss" if valid_ds is None else "valid_loss"
         callbacks = [
             ("non_finite", NonFiniteLossGuard()),
             ("lr_plateau", LRScheduler(policy="ReduceLROnPlateau", monitor=monitor,
                                        mode="min", patience=4, factor=0.5,
                                        min_lr=self.lr / 1000)),
-            ("restore_best", RestoreBestValidLoss()),
         ]
+        if valid_ds is not None:
+            callbacks.append(("restore_best", RestoreBestValidLoss()))
         if self.verbose:
             callbacks.append(("progress", ProgressBar()))
+        pin = self.device_.type == "cuda"
         self.net_ = MaskedReconstructionNet(
             PairedAutoencoders,
             module__input_shape=self.volume_shape_,
@@ -343,19 +362,24 @@ class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
             batch_size=int(self.batch_size),
             iterator_train__shuffle=True,
             iterator_train__num_workers=int(self.num_workers),
+            iterator_train__pin_memory=pin,
             iterator_valid__num_workers=int(self.num_workers),
-            train_split=(None if self.validation_fraction is None
-                         else ValidSplit(self.validation_fraction, stratified=False,
-                                         random_state=seed)),
+            iterator_valid__pin_memory=pin,
+            train_split=None if valid_ds is None else predefined_split(valid_ds),
             callbacks=callbacks,
             callbacks__print_log=PrintLog(sink=logger.info),
             device=str(self.device_),
             precision=self.precision,
             verbose=int(self.verbose),
         )
-        logger.info("training %d+%d UDIP autoencoders on %d subjects, volumes %s, device %s",
-                    1, 1, n, self.volume_shape_, self.device_)
-        self.net_.fit(_Unsupervised(volumes), None)
+        logger.info("training T1 and T2 UDIP autoencoders on %d subjects (%d for validation), "
+                    "volumes %s, device %s", len(idx_train), len(idx_valid),
+                    self.volume_shape_, self.device_)
+        self.net_.fit(_Unsupervised(Subset(volumes, idx_train)), None)
+        self.net_.train_split = None  # drop the reference to the validation data
+        self.validation_ids_ = volumes.subject_ids[idx_valid]
+        restore = dict(self.net_.callbacks_).get("restore_best")
+        self.best_epoch_ = None if restore is None else restore.best_epoch_
         self.history_ = self.net_.history
         self.n_features_out_ = 2 * int(self.latent_dim)
         return self

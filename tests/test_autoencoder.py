@@ -191,7 +191,7 @@ def test_pipeline_in_cross_val_score(cohort):
 
 
 def test_it_learns_to_reconstruct_inside_the_mask(cohort):
-    est = AutoencoderEmbedder(latent_dim=16, base_channels=4, max_epochs=14, batch_size=4,
+    est = AutoencoderEmbedder(latent_dim=16, base_channels=4, max_epochs=16, batch_size=4,
                               lr=2e-3, validation_fraction=0.2, random_state=0)
     est.fit(cohort.X[:20])
     h = est.history_
@@ -208,6 +208,12 @@ def test_it_learns_to_reconstruct_inside_the_mask(cohort):
         mse = masked_mse_numpy(recon[:, c], pre[:, c])
         trivial = masked_mse_numpy(np.zeros_like(pre[:, c]), pre[:, c])
         assert mse < 0.7 * trivial, (c, mse, trivial)
+    # the kept weights are those of the best validation epoch: recompute that epoch's
+    # valid loss by hand on the held-out subjects (4 subjects = one validation batch)
+    valid_idx = np.asarray(est.validation_ids_, dtype=int)
+    assert len(valid_idx) == 4 and est.best_epoch_ == int(np.argmin(valid)) + 1
+    hand = np.mean([masked_mse_numpy(recon[valid_idx, c], pre[valid_idx, c]) for c in range(2)])
+    assert hand == pytest.approx(min(valid), rel=1e-4)
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
@@ -247,8 +253,8 @@ def test_bad_inputs(fitted, cohort):
         import scipy.sparse
 
         AutoencoderEmbedder(**SMALL).fit(scipy.sparse.csr_matrix(np.eye(3)))
-    with pytest.raises(ValueError, match="leaves no training or no validation subject"):
-        AutoencoderEmbedder(**{**SMALL, "validation_fraction": 0.1}).fit(cohort.X[:3])
+    with pytest.raises(ValueError, match="leaves no training subject out of 3"):
+        AutoencoderEmbedder(**{**SMALL, "validation_fraction": 0.9}).fit(cohort.X[:3])
     with pytest.raises(ValueError, match=r"trained on \(16, 20, 16\)"):
         fitted.transform(cohort.X[:2, :, :8])
 
