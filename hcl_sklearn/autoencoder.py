@@ -27,8 +27,13 @@ from skorch.utils import TeeGenerator
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .callbacks import NonFiniteLossGuard, RestoreBestValidLoss
-from .nn.runtime import (PRECISIONS, autocast_context, needs_grad_scaler, resolve_device,
-                         seed_everything)
+from .nn.runtime import (
+    PRECISIONS,
+    autocast_context,
+    needs_grad_scaler,
+    resolve_device,
+    seed_everything,
+)
 from .nn.udip import PairedAutoencoders, masked_mse
 from .volumes import MODALITIES, PairedVolumes, check_paired_input
 
@@ -271,12 +276,13 @@ class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}; got {self.precision!r}.")
         ts = self.target_shape
-        if not (ts is None or (isinstance(ts, str) and ts == "auto")):
-            if (not isinstance(ts, (tuple, list)) or len(ts) != 3
-                    or not all(isinstance(s, numbers.Integral) and s > 0 for s in ts)):
-                raise ValueError(
-                    f"target_shape must be 'auto', None or 3 positive ints (D, H, W); got {ts!r}."
-                )
+        keeps_grid = ts is None or (isinstance(ts, str) and ts == "auto")
+        valid_grid = (isinstance(ts, (tuple, list)) and len(ts) == 3
+                      and all(isinstance(s, numbers.Integral) and s > 0 for s in ts))
+        if not (keeps_grid or valid_grid):
+            raise ValueError(
+                f"target_shape must be 'auto', None or 3 positive ints (D, H, W); got {ts!r}."
+            )
 
     def _volumes(self, X):
         """Wrap the input into a PairedVolumes with this estimator's preprocessing.

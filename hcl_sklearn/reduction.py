@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import numbers
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -107,7 +108,7 @@ class ModalityPCA(TransformerMixin, BaseEstimator):
     (['t1_pc000', 't1_pc001', 't2_pc000', 't2_pc001'], 'sub-0')
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         "n_components": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "outlier_sd": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), None],

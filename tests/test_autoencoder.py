@@ -19,8 +19,8 @@ from hcl_sklearn.nn.udip import PairedAutoencoders, UDIPAutoencoder, masked_mse,
 from hcl_sklearn.reduction import ModalityPCA
 from hcl_sklearn.volumes import PairedVolumes
 
-SMALL = dict(latent_dim=8, base_channels=2, max_epochs=2, batch_size=4,
-             validation_fraction=None, random_state=0)
+SMALL = {"latent_dim": 8, "base_channels": 2, "max_epochs": 2, "batch_size": 4,
+         "validation_fraction": None, "random_state": 0}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -118,7 +118,6 @@ def test_padded_shape_rules():
 def test_paired_models_are_independent():
     m = PairedAutoencoders((8, 8, 8), latent_dim=2, base_channels=1)
     x = torch.randn(2, 2, 8, 8, 8)
-    _, z1 = m(x)
     x2 = x.clone()
     x2[:, 1] = torch.randn(2, 8, 8, 8)  # change only T2
     m.eval()

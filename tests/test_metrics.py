@@ -174,7 +174,7 @@ def test_rbf_cka_matches_explicit_kernel_loop():
     K = np.array([[np.exp(-np.sum((a - b) ** 2) / (2 * sigma**2)) for b in A] for a in A])
     L = np.array([[np.exp(-np.sum((a - b) ** 2) / (2 * sigma**2)) for b in B] for a in B])
     H = np.eye(n) - 1.0 / n
-    hsic = lambda X, Y: np.trace(X @ H @ Y @ H)  # noqa: E731
+    hsic = lambda X, Y: np.trace(X @ H @ Y @ H)
     ref = hsic(K, L) / np.sqrt(hsic(K, K) * hsic(L, L))
     assert rbf_cka(A, B, sigma=sigma) == pytest.approx(ref, rel=1e-10)
 
