@@ -61,7 +61,7 @@ EXPECTED_FAILED_CHECKS.update({
 def cohort():
     """24 subjects whose T1/T2 volumes share a blob whose size is the target."""
     rng = np.random.default_rng(0)
-    n, s = 24, 12
+    n, s = 24, 8
     grid = np.stack(np.meshgrid(*[np.arange(s)] * 3, indexing="ij"))
     radius = rng.uniform(2.0, 5.0, n)
     X = np.empty((n, 2, s, s, s), dtype=np.float32)
