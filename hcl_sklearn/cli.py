@@ -302,9 +302,9 @@ def build_parser():
                     "Default sizes take under 10 minutes on 2 CPU cores; --quick about 1 minute.")
     p.add_argument("--out", default="hcl_report", help="output folder")
     p.add_argument("--quick", action="store_true", help="reduced run (120 subjects, 16x20x16)")
-    p.add_argument("--n-subjects", type=int, help="cohort size (default 500; quick 120)")
+    p.add_argument("--n-subjects", type=int, help="cohort size (default 400; quick 120)")
     p.add_argument("--shape", type=int, nargs=3, metavar=("D", "H", "W"),
-                   help="image grid (default 32 40 32; quick 16 20 16)")
+                   help="image grid (default 24 28 24; quick 16 20 16)")
     p.add_argument("--epochs", type=int, help="contrastive training epochs")
     p.add_argument("--ae-epochs", type=int, help="autoencoder training epochs")
     p.add_argument("--batch-size", type=int, help="training batch size")

@@ -64,8 +64,8 @@ class DemoConfig:
     and by the test suite.
     """
 
-    n_subjects: int = 500
-    shape: tuple = (32, 40, 32)
+    n_subjects: int = 400
+    shape: tuple = (24, 28, 24)
     n_causal: int = 5
     h2: float = 0.6
     encoder: str = "cnn"
@@ -78,7 +78,7 @@ class DemoConfig:
     ae_latent_dim: int = 64
     ae_base_channels: int = 4
     ae_lr: float = 1e-3
-    ae_max_epochs: int = 8
+    ae_max_epochs: int = 3
     batch_size: int = 32
     n_components: int = 16
     test_size: float = 0.2

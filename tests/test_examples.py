@@ -48,3 +48,23 @@ def test_file_workflow(tmp_path):
 def test_examples_are_listed():
     names = {p.stem for p in EXAMPLES.glob("*.py")}
     assert {"age_regression_pipeline", "grid_search_heritability", "file_workflow"} <= names
+
+
+def test_user_guide_covers_the_public_api_and_commands():
+    import inspect
+
+    import hcl_sklearn
+    from hcl_sklearn import evaluation
+    from hcl_sklearn.cli import build_parser
+
+    guide = (EXAMPLES.parent / "docs" / "user_guide.md").read_text(encoding="utf-8")
+    public = [n for n in hcl_sklearn.__all__ if n != "__version__"]
+    public += [n for n in evaluation.__all__
+               if inspect.isfunction(getattr(evaluation, n)) and n != "split_modalities"]
+    missing = [n for n in public if n not in guide]
+    assert not missing, f"docs/user_guide.md does not mention {missing}"
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    missing_cmds = [c for c in sub.choices if f"hcl {c}" not in guide]
+    assert not missing_cmds, f"docs/user_guide.md does not show {missing_cmds}"
+    for example in EXAMPLES.glob("*.py"):
+        assert f"examples/{example.name}" in guide, example.name
