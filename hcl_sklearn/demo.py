@@ -72,7 +72,9 @@ class DemoConfig:
     cnn_widths: tuple = (8, 16, 32)
     embed_dim: int = 64
     proj_dim: int = 64
-    momentum: float = 0.99
+    momentum: float = 0.9
+    temperature: float = 0.2
+    queue_modalities: str = "both"
     lr: float = 1e-3
     max_epochs: int = 8
     ae_latent_dim: int = 64
@@ -168,6 +170,7 @@ def _stage_train(cfg, results, kind, verbose):
         Est = _need("contrastive", "MomentumContrastiveEmbedder")
         model = Est(encoder=cfg.encoder, cnn_widths=tuple(cfg.cnn_widths),
                     embed_dim=cfg.embed_dim, proj_dim=cfg.proj_dim, momentum=cfg.momentum,
+                    temperature=cfg.temperature, queue_modalities=cfg.queue_modalities,
                     lr=cfg.lr, max_epochs=cfg.max_epochs, batch_size=cfg.batch_size,
                     device=cfg.device, random_state=cfg.random_state, verbose=verbose)
     else:
