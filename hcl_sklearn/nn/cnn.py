@@ -1,10 +1,10 @@
 """A small 3-D CNN encoder for CPU-sized configurations.
 
 Each stage halves the grid with a stride-2 3x3x3 convolution followed by a 3x3x3
-convolution, each followed by ReLU. There are no normalisation layers: batch
-statistics would couple subjects (and break at batch size 1), and per-sample spatial
-normalisation (GroupNorm/InstanceNorm) erases exactly the global statistics that
-survive mean-pooling, which made the pooled embedding nearly constant in our runs. A final 1x1x1 convolution maps to
+convolution, each with GroupNorm (per sample, so it behaves the same at batch size 1
+and in train and eval mode, and couples no subjects as BatchNorm would) and ReLU.
+(Without normalisation, training at lr 1e-3 collapsed to a constant embedding in our
+runs.) A final 1x1x1 convolution maps to
 ``embed_dim``; every position of the last grid is a token, so the encoder has the
 same interface as :class:`~hcl_sklearn.nn.vit.VisionTransformer3d`: ``(B, N, C)``.
 """
@@ -16,6 +16,10 @@ import math
 from torch import nn
 
 __all__ = ["ConvEncoder3d"]
+
+
+def _norm(channels):
+    return nn.GroupNorm(min(8, channels), channels)
 
 
 class ConvEncoder3d(nn.Module):
@@ -53,8 +57,9 @@ class ConvEncoder3d(nn.Module):
         grid = tuple(int(s) for s in volume_shape)
         for c in widths:
             layers += [
-                nn.Conv3d(c_in, c, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-                nn.Conv3d(c, c, 3, padding=1), nn.ReLU(inplace=True),
+                nn.Conv3d(c_in, c, 3, stride=2, padding=1, bias=False), _norm(c),
+                nn.ReLU(inplace=True),
+                nn.Conv3d(c, c, 3, padding=1, bias=False), _norm(c), nn.ReLU(inplace=True),
             ]
             c_in = c
             grid = tuple((s + 1) // 2 for s in grid)
