@@ -83,7 +83,7 @@ def bare_fit(pairs, a, device, queue_size):
         loss.backward()
         module.enqueue(k1, k2)
         opt.step()
-        float(loss)  # the estimator reads the loss every batch too
+        float(loss.detach())  # the estimator reads the loss every batch too
     _sync(device)
     return time.perf_counter() - t0, module
 
