@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from skorch.callbacks import Callback, Checkpoint, LoadInitState
 from sklearn.exceptions import NotFittedError
+from skorch.callbacks import Callback, Checkpoint, LoadInitState
 
 from hcl_sklearn import MomentumContrastiveEmbedder, PairedVolumes
 from hcl_sklearn.callbacks import NonFiniteLossError

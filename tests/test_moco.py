@@ -20,7 +20,11 @@ from hcl_sklearn.nn.runtime import (
     resolve_precision,
     seed_everything,
 )
-from hcl_sklearn.nn.vit import VisionTransformer3d, check_patch_size, sincos_position_embedding_3d
+from hcl_sklearn.nn.vit import (
+    VisionTransformer3d,
+    check_patch_size,
+    sincos_position_embedding_3d,
+)
 
 
 def _unit(rng, *shape):
@@ -100,7 +104,7 @@ def test_forward_train_updates_keys_before_computing_them():
     x = torch.randn(4, 2, 8, 8, 8, dtype=torch.float64)
     expected = [0.5 * kp.detach() + 0.5 * qp.detach()
                 for qp, kp in zip(moco.query_parameters(), moco.key_parameters())]
-    q1, q2, k1, k2 = moco.forward_train(x)
+    q1, _, k1, k2 = moco.forward_train(x)
     for p, e in zip(moco.key_parameters(), expected):
         torch.testing.assert_close(p, e)
     # the keys are those of the *updated* key encoder and projector
