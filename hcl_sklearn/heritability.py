@@ -38,7 +38,8 @@ import scipy.linalg
 from scipy import stats
 from sklearn.base import BaseEstimator
 
-from .genetics.genotypes import Genotypes, SampleMismatchError, _describe_mismatch
+from .genetics.genotypes import Genotypes
+from .subjects import SubjectMismatchError, describe_mismatch
 from .genetics.grm import check_grm, grm as build_grm
 from .haseman_elston import he_regression
 from .reml import bivariate_reml, eigen_grm, reml_h2
@@ -111,7 +112,7 @@ def _as_covariates(covariates, ids):
         raise CovariateError("covariates has duplicated subject ids.")
     pos = cov.index.get_indexer(ids)
     if (pos < 0).any():
-        raise SampleMismatchError(_describe_mismatch(ids, cov.index, "covariates index"))
+        raise SubjectMismatchError(describe_mismatch(ids, cov.index, "covariates index"))
     C = cov.to_numpy(dtype=np.float64)[pos]
     if not np.isfinite(C).all():
         bad = [str(c) for c, b in zip(cov.columns, ~np.isfinite(C).all(axis=0)) if b]
@@ -214,7 +215,7 @@ class _GRMSource:
     def positions(self, ids):
         pos = self.ids.get_indexer(ids)
         if (pos < 0).any():
-            raise SampleMismatchError(_describe_mismatch(ids, self.ids, "GRM ids"))
+            raise SubjectMismatchError(describe_mismatch(ids, self.ids, "GRM ids"))
         return pos
 
     def sub(self, pos):
@@ -456,8 +457,8 @@ def genetic_correlation(Y1, Y2, grm=None, covariates=None, *, genotypes=None, me
     Y1 = _as_phenotypes(Y1, "Y1")
     Y2 = _as_phenotypes(Y2, "Y2")
     if not (Y2.index.isin(Y1.index).all() and len(Y2.index) == len(Y1.index)):
-        raise SampleMismatchError("Y1 and Y2 must hold the same subjects. "
-                                  + _describe_mismatch(Y2.index, Y1.index, "Y1 index"))
+        raise SubjectMismatchError("Y1 and Y2 must hold the same subjects. "
+                                  + describe_mismatch(Y2.index, Y1.index, "Y1 index"))
     Y2 = Y2.loc[Y1.index]
     ids = Y1.index
     src = _GRMSource(grm, genotypes, ids)

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..subjects import SubjectMismatchError, describe_mismatch
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["Genotypes", "GenotypeFileError", "SampleMismatchError"]
@@ -37,19 +39,14 @@ class GenotypeFileError(ValueError):
     """A genotype file set is missing, truncated or inconsistent; the message names the file."""
 
 
-class SampleMismatchError(ValueError):
-    """Requested subject ids are not all present in the genotypes."""
+# one error type for id mismatches across the package (kept under its historical name too)
+SampleMismatchError = SubjectMismatchError
 
 
 def _describe_mismatch(requested, available, what="genotype IIDs"):
-    available = pd.Index(available)
-    present = pd.Index(requested).isin(available)
-    missing = [str(s) for s in pd.Index(requested)[~present][:5]]
-    return (
-        f"{int(present.sum())} of {len(present)} requested subject ids are in the {what} "
-        f"({len(available)} ids); not found, e.g.: {missing}. Align the ids (index of the "
-        "phenotype table = IID of the genotypes) or subset to the common ids first."
-    )
+    return describe_mismatch(requested, available, what, fix=(
+        "Align the ids (index of the phenotype table = IID of the genotypes) or subset to "
+        "the common ids first."))
 
 
 class Genotypes:

@@ -14,6 +14,7 @@ from sklearn.base import BaseEstimator
 
 from .association import AssociationKernel, covariate_basis
 from .loci import clump_positions, loci_from_clumps, overlap_loci, _lead_table
+from ..subjects import SubjectMismatchError, describe_mismatch
 from .sumstats import long_frame, write_parquet, write_tsv_gz
 
 logger = logging.getLogger(__name__)
@@ -27,15 +28,6 @@ def modality_of(column):
     """Modality of a phenotype column: the text before its first ``_`` (else the name)."""
     column = str(column)
     return column.split("_", 1)[0] if "_" in column else column
-
-
-def _describe_id_mismatch(requested, available, what):
-    requested = pd.Index(requested)
-    present = requested.isin(pd.Index(available))
-    missing = [str(s) for s in requested[~present][:5]]
-    return (f"{int(present.sum())} of {len(requested)} subject ids of Y are in the {what} "
-            f"({len(available)} ids); not found, e.g.: {missing}. Subset Y to the subjects "
-            f"that have {what} (the index of Y is the subject id).")
 
 
 def _prefetch(iterator, depth=1):
@@ -279,7 +271,9 @@ class CrossModalGWAS(BaseEstimator):
         if self.covariates is not None:
             C = self._check_frame(self.covariates, "covariates")
             if not ids.isin(C.index).all():
-                raise ValueError(_describe_id_mismatch(ids, C.index, "covariates"))
+                raise SubjectMismatchError(describe_mismatch(
+                    ids, C.index, "covariates", fix="Subset Y to the subjects that have "
+                    "covariates (the index of Y is the subject id)."))
             C = C.loc[ids]
             complete = C.notna().all(axis=1).to_numpy()
             if not complete.all():
