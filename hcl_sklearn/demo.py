@@ -716,7 +716,7 @@ def _section_heritability(sec, results, cfg, timings):
             "n_nominal_p<0.05": int((t["pvalue"] < 0.05).sum()) if "pvalue" in t else None,
             "n_dims": len(t)}
     ax.set_xticks(np.arange(len(names)) + width * (len(kinds) - 1) / 2,
-                  [str(n).replace("_pc", "") for n in names], rotation=90, fontsize=7)
+                  [str(n).replace("_pc", ":") for n in names], rotation=90, fontsize=7)
     ax.set_ylabel("SNP heritability (REML)")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
