@@ -233,6 +233,13 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
     depth : int, default=12
     n_heads : int, default=6
     cnn_widths : tuple of int, default=(16, 32, 64)
+    pooling : 'mean' or tuple of 3 int, default='mean'
+        How each volume's token grid becomes one vector (input of the projection head
+        and ``output='pooled'``): ``'mean'`` averages the tokens (reference); a grid
+        such as ``(2, 2, 2)`` average-pools the token grid to that grid and
+        concatenates the cells (``embed_dim * prod(grid)`` features), keeping coarse
+        spatial layout. On the simulated cohort the CNN encoder learns with
+        ``(2, 2, 2)`` and does not with ``'mean'`` (docs/embedder.md).
     proj_dim : int, default=256
         Output of the projection head ``Linear-BatchNorm-ReLU-Linear``. Its BatchNorm
         uses running statistics on batches of fewer than 3 subjects.
@@ -265,8 +272,8 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
         weights of the epoch with the lowest validation loss are kept. ``None`` trains
         on all subjects and keeps the last epoch. At least 2 subjects must be held out.
     output : {'pooled', 'projection', 'tokens'}, default='pooled'
-        What :meth:`transform` returns per modality: mean-pooled tokens
-        (``embed_dim``), the L2-normalised projection (``proj_dim``) or every token
+        What :meth:`transform` returns per modality: pooled tokens
+        (``embed_dim``, times ``prod(pooling)`` for a grid), the L2-normalised projection (``proj_dim``) or every token
         (``n_tokens * embed_dim``, written to a memory map in ``temp_folder``; the
         reference's input to its per-modality PCA). May be changed after fitting.
     target_shape : 'auto', tuple of 3 int or None, default='auto'
@@ -342,6 +349,7 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
         "depth": [Interval(numbers.Integral, 0, None, closed="left")],
         "n_heads": [Interval(numbers.Integral, 1, None, closed="left")],
         "cnn_widths": [tuple, list],
+        "pooling": [StrOptions({"mean"}), tuple, list],
         "proj_dim": [Interval(numbers.Integral, 1, None, closed="left")],
         "shared_encoder": ["boolean"],
         "momentum": [Interval(numbers.Real, 0, 1, closed="both")],
@@ -368,7 +376,8 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
     }
 
     def __init__(self, encoder="vit", patch_size=(14, 16, 14), embed_dim=384, depth=12,
-                 n_heads=6, cnn_widths=(16, 32, 64), proj_dim=256, shared_encoder=True,
+                 n_heads=6, cnn_widths=(16, 32, 64), pooling="mean", proj_dim=256,
+                 shared_encoder=True,
                  momentum=0.999, queue_size=65536, temperature=0.07, queue_modalities="t2",
                  lr=1e-4, weight_decay=0.01, lr_schedule="cosine_warm_restarts",
                  max_epochs=100, batch_size=4, validation_fraction=0.1, output="pooled",
@@ -381,6 +390,7 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
         self.depth = depth
         self.n_heads = n_heads
         self.cnn_widths = cnn_widths
+        self.pooling = pooling
         self.proj_dim = proj_dim
         self.shared_encoder = shared_encoder
         self.momentum = momentum
@@ -445,6 +455,10 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
                 )
         elif not self.cnn_widths or any(int(w) < 1 for w in self.cnn_widths):
             raise ValueError(f"cnn_widths must be positive ints; got {self.cnn_widths!r}.")
+        if not isinstance(self.pooling, str) and (
+                len(self.pooling) != 3 or any(int(g) < 1 for g in self.pooling)):
+            raise ValueError(f"pooling must be 'mean' or a grid of 3 positive ints such as "
+                             f"(2, 2, 2); got {self.pooling!r}.")
 
     def _split(self, n, rng):
         if self.validation_fraction is None:
@@ -481,6 +495,8 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
             module__depth=self.depth,
             module__n_heads=self.n_heads,
             module__cnn_widths=tuple(self.cnn_widths),
+            module__pooling=(self.pooling if isinstance(self.pooling, str)
+                             else tuple(self.pooling)),
             module__proj_dim=self.proj_dim,
             module__shared_encoder=self.shared_encoder,
             module__momentum=self.momentum,
@@ -554,7 +570,7 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
 
     def _n_features_per_modality(self):
         module = self.net_.module_
-        return {"pooled": module.embed_dim, "projection": module.proj_dim,
+        return {"pooled": module.pooled_dim, "projection": module.proj_dim,
                 "tokens": module.n_tokens * module.embed_dim}[self.output]
 
     def transform(self, X):
@@ -569,7 +585,7 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
         -------
         Z : ndarray of shape (n, 2 * d), or DataFrame for DataFrame/PairedVolumes input
             Columns ``t1_000, ...`` then ``t2_000, ...``; a DataFrame is indexed by the
-            subject ids. ``d`` is ``embed_dim`` (``'pooled'``), ``proj_dim``
+            subject ids. ``d`` is the pooled width (``'pooled'``), ``proj_dim``
             (``'projection'``) or ``n_tokens * embed_dim`` (``'tokens'``, a
             :class:`numpy.memmap` in ``temp_folder``; tokens are stored token-major).
         """

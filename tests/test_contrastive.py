@@ -276,3 +276,24 @@ def test_it_learns_shared_anatomy():
     assert ret["top1"] >= 3 * ret["chance_top1"]
     assert ret["recall@5"] > ret0["recall@5"] + 0.15
     assert r > r0 + 0.05
+
+
+def test_grid_pooling_keeps_spatial_layout(volumes):
+    """pooling=(2, 2, 2): pooled output = per-cell means of the token grid, flattened."""
+    emb = MomentumContrastiveEmbedder(**{**FAST, "pooling": (2, 2, 2)}).fit(volumes)
+    module = emb.net_.module_
+    assert module.pooled_dim == 8 * 8
+    Z = emb.transform(volumes)
+    assert Z.shape == (16, 2 * 64) and emb.get_feature_names_out()[64] == "t2_000"
+    emb.set_params(output="tokens")
+    tok = np.asarray(emb.transform(volumes)).reshape(16, 2, *module.grid, 8)
+    gd, gh, gw = (g // 2 for g in module.grid)  # grid is even here: exact 2x2x2 cells
+    cells = tok.reshape(16, 2, 2, gd, 2, gh, 2, gw, 8).mean(axis=(3, 5, 7))
+    expected = np.moveaxis(cells, -1, 2).reshape(16, 2 * 64)  # channel-major, as torch
+    np.testing.assert_allclose(expected, Z, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("pooling", ["max", (2, 2), (2, 0, 2)])
+def test_bad_pooling_is_rejected(volumes, pooling):
+    with pytest.raises(ValueError, match="pooling"):
+        MomentumContrastiveEmbedder(**{**FAST, "pooling": pooling}).fit(volumes)

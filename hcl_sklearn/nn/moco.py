@@ -25,6 +25,7 @@ Queues start as random unit vectors (as in MoCo) and are filled circularly.
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
@@ -178,6 +179,11 @@ class MomentumContrast(nn.Module):
         EMA coefficient ``m`` of the key weights: ``k <- m k + (1 - m) q``.
     queue_size : int, default=65536
     queue_modalities : {'t2', 'both'}, default='t2'
+    pooling : 'mean' or tuple of 3 int, default='mean'
+        How the token grid becomes one vector per volume: ``'mean'`` averages every
+        token (reference); a grid such as ``(2, 2, 2)`` average-pools the token grid
+        to that grid and concatenates the cells, keeping coarse spatial layout
+        (pooled dimension ``embed_dim * prod(grid)``).
 
     Examples
     --------
@@ -193,7 +199,7 @@ class MomentumContrast(nn.Module):
     def __init__(self, volume_shape, encoder="vit", patch_size=(14, 16, 14), embed_dim=384,
                  depth=12, n_heads=6, cnn_widths=(16, 32, 64), proj_dim=256,
                  shared_encoder=True, momentum=0.999, queue_size=65536,
-                 queue_modalities="t2"):
+                 queue_modalities="t2", pooling="mean"):
         super().__init__()
         if queue_modalities not in QUEUE_MODALITIES:
             raise ValueError(f"queue_modalities must be one of {QUEUE_MODALITIES}; "
@@ -211,15 +217,25 @@ class MomentumContrast(nn.Module):
         self.queue_modalities = queue_modalities
         names = ("shared",) if self.shared_encoder else ("t1", "t2")
         self.encoder_q = nn.ModuleDict({n: make() for n in names})
-        self.projector_q = ProjectionHead(embed_dim, proj_dim)
+        first = next(iter(self.encoder_q.values()))
+        self.grid = tuple(first.grid)
+        if isinstance(pooling, str) and pooling == "mean":
+            self.pooling, pooled_dim = "mean", embed_dim
+        elif (not isinstance(pooling, str) and len(pooling) == 3
+              and all(int(g) >= 1 for g in pooling)):
+            self.pooling = tuple(int(g) for g in pooling)
+            pooled_dim = embed_dim * math.prod(self.pooling)
+        else:
+            raise ValueError(f"pooling must be 'mean' or a grid of 3 positive ints such as "
+                             f"(2, 2, 2); got {pooling!r}.")
+        self.pooled_dim = pooled_dim
+        self.projector_q = ProjectionHead(pooled_dim, proj_dim)
         self.encoder_k = copy.deepcopy(self.encoder_q)
         self.projector_k = copy.deepcopy(self.projector_q)
         for p in self.key_parameters():
             p.requires_grad_(False)
-        first = next(iter(self.encoder_q.values()))
         self.embed_dim = embed_dim
         self.proj_dim = proj_dim
-        self.grid = first.grid
         self.n_tokens = first.n_tokens
         self.queue_size = int(queue_size)
         self.register_buffer("queue_t2", F.normalize(torch.randn(self.queue_size, proj_dim), dim=1))
@@ -253,17 +269,25 @@ class MomentumContrast(nn.Module):
             return t.chunk(2, dim=0)
         return encoders["t1"](x[:, 0:1]), encoders["t2"](x[:, 1:2])
 
+    def pool(self, t):
+        """One vector per volume ``(B, pooled_dim)`` from tokens ``(B, N, embed_dim)``."""
+        if self.pooling == "mean":
+            return t.mean(dim=1)
+        b, _, c = t.shape
+        fmap = t.transpose(1, 2).reshape(b, c, *self.grid)
+        return F.adaptive_avg_pool3d(fmap, self.pooling).flatten(1)
+
     def forward(self, x, output="projection"):
         """Query-side embeddings of pairs ``x`` ``(B, 2, D, H, W)``.
 
-        ``output='pooled'`` -> ``(B, 2, embed_dim)`` mean-pooled tokens;
+        ``output='pooled'`` -> ``(B, 2, pooled_dim)`` pooled tokens (:meth:`pool`);
         ``'projection'`` -> ``(B, 2, proj_dim)`` L2-normalised projections;
         ``'tokens'`` -> ``(B, 2, n_tokens, embed_dim)``.
         """
         t1, t2 = self.tokens(x)
         if output == "tokens":
             return torch.stack([t1, t2], dim=1)
-        p1, p2 = t1.mean(dim=1), t2.mean(dim=1)
+        p1, p2 = self.pool(t1), self.pool(t2)
         if output == "pooled":
             return torch.stack([p1, p2], dim=1)
         if output == "projection":
@@ -277,11 +301,11 @@ class MomentumContrast(nn.Module):
         gradient.
         """
         t1, t2 = self.tokens(x)
-        q1, q2 = self._project(self.projector_q, t1.mean(dim=1), t2.mean(dim=1))
+        q1, q2 = self._project(self.projector_q, self.pool(t1), self.pool(t2))
         with torch.no_grad():
             self.momentum_update()
             s1, s2 = self.tokens(x, key=True)
-            k1, k2 = self._project(self.projector_k, s1.mean(dim=1), s2.mean(dim=1))
+            k1, k2 = self._project(self.projector_k, self.pool(s1), self.pool(s2))
         return q1, q2, k1, k2
 
     @staticmethod
