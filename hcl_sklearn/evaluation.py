@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .subjects import SubjectMismatchError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -40,10 +42,6 @@ __all__ = [
     "idp_omnibus",
     "split_modalities",
 ]
-
-
-class SubjectMismatchError(ValueError):
-    """Two tables do not share the same subject ids."""
 
 
 # --------------------------------------------------------------------------- input handling

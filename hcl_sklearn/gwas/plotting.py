@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["manhattan", "miami", "qq"]
 
@@ -37,8 +37,14 @@ def _genome_x(table):
 def _x_axis(ax, table, ticks, labels):
     """Chromosome ticks; on a single chromosome, positions in Mb instead."""
     if len(labels) == 1:
-        lo = table["base_pair_location"].min()
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{(v + lo) / 1e6:g}"))
+        lo = float(table["base_pair_location"].min())
+        x0, x1 = ax.get_xlim()
+        # ticks at round megabases of the real position (x is position - lo)
+        mb = MaxNLocator(nbins=8).tick_values((x0 + lo) / 1e6, (x1 + lo) / 1e6)
+        mb = mb[(mb * 1e6 - lo >= x0) & (mb * 1e6 - lo <= x1)]
+        ax.set_xticks(mb * 1e6 - lo)
+        ax.set_xticklabels([f"{v:g}" for v in mb])
+        ax.set_xlim(x0, x1)
         ax.set_xlabel(f"chromosome {labels[0]} position (Mb)")
     else:
         ax.set_xticks(ticks)
