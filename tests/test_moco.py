@@ -110,11 +110,31 @@ def test_forward_train_updates_keys_before_computing_them():
     # the keys are those of the *updated* key encoder and projector
     s1, s2 = moco.tokens(x, key=True)
     with torch.no_grad():
-        k = moco.projector_k(torch.cat([s1.mean(1), s2.mean(1)]))
+        k = torch.cat([moco.projector_k(s1.mean(1)), moco.projector_k(s2.mean(1))])
         torch.testing.assert_close(torch.cat([k1, k2]), k)
     assert q1.requires_grad and not k1.requires_grad
     assert all(not p.requires_grad for p in moco.key_parameters())
     torch.testing.assert_close(q1.norm(dim=1), torch.ones(4, dtype=torch.float64))
+
+
+def test_projection_batchnorm_statistics_are_per_modality_in_training():
+    """T1 queries are normalised with T1 batch statistics only, as in the reference's
+    two projector calls: changing the T2 volumes leaves the T1 queries unchanged, and
+    the T1 pre-BatchNorm features are centred on their own batch mean."""
+    torch.manual_seed(0)
+    moco = _small_moco()
+    moco.train()
+    x = torch.randn(5, 2, 8, 8, 8, dtype=torch.float64)
+    y = x.clone()
+    y[:, 1] = 3.0 * torch.randn_like(y[:, 1]) + 2.0  # other T2 volumes, other scale
+    q1_x, q2_x, _, _ = moco.forward_train(x)
+    q1_y, q2_y, _, _ = moco.forward_train(y)
+    torch.testing.assert_close(q1_x, q1_y)
+    assert not torch.allclose(q2_x, q2_y)
+    lin, bn = moco.projector_q.net[0], moco.projector_q.net[1]
+    h = lin(moco.pool(moco.tokens(x)[0]))
+    expected = (h - h.mean(0)) / torch.sqrt(h.var(0, unbiased=False) + bn.eps)
+    torch.testing.assert_close(bn(h), expected * bn.weight + bn.bias)
 
 
 def test_queue_is_filled_circularly_and_by_modality():

@@ -310,10 +310,18 @@ class MomentumContrast(nn.Module):
 
     @staticmethod
     def _project(projector, p1, p2):
-        """Project T1 and T2 together, so BatchNorm statistics are shared by both
-        modalities in training as they are in eval mode (per-modality batch statistics
-        would align the modalities in training only)."""
-        return projector(torch.cat([p1, p2], dim=0)).chunk(2, dim=0)
+        """Project T1 and T2 in two calls, as the reference does, so that in training
+        each modality's BatchNorm statistics come from its own batch.
+
+        One batch of both modalities would be normalised with statistics dominated by
+        the T1/T2 difference (z-scored T1 and T2 have opposite contrasts): the
+        subject-to-subject variation then shrinks to a sliver of the normalised
+        features, every projection of a modality points the same way, and training
+        collapses (training loss rising to ``log(K + 1)``, in-batch validation loss at
+        ``log(B)``) instead of learning. The running statistics used in eval mode are,
+        as in the reference, averaged over both modalities' batches.
+        """
+        return projector(p1), projector(p2)
 
     # -- queue ------------------------------------------------------------------------
     def negatives(self):
