@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
+import time
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 from sklearn.base import BaseEstimator
 
+from ._bed import BedBlockReader, bed_source
 from .association import AssociationKernel, covariate_basis
 from .loci import clump_positions, loci_from_clumps, overlap_loci, _lead_table
 from ..subjects import SubjectMismatchError, describe_mismatch
@@ -24,35 +25,22 @@ __all__ = ["CrossModalGWAS"]
 _CHI2_MEDIAN = stats.chi2.ppf(0.5, 1)
 
 
+_CONTROLLER = []
+
+
+def _blas():
+    """A cached threadpoolctl controller (finding the libraries takes milliseconds)."""
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
+
+
 def modality_of(column):
     """Modality of a phenotype column: the text before its first ``_`` (else the name)."""
     column = str(column)
     return column.split("_", 1)[0] if "_" in column else column
-
-
-def _prefetch(iterator, depth=1):
-    """Run ``iterator`` in a thread one item ahead (reading overlaps computing)."""
-    q = queue.Queue(maxsize=depth)
-    done = object()
-
-    def work():
-        try:
-            for item in iterator:
-                q.put(item)
-        except BaseException as exc:  # re-raised in the consumer
-            q.put(exc)
-        q.put(done)
-
-    th = threading.Thread(target=work, daemon=True)
-    th.start()
-    while True:
-        item = q.get()
-        if item is done:
-            break
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-    th.join()
 
 
 class CrossModalGWAS(BaseEstimator):
@@ -79,7 +67,9 @@ class CrossModalGWAS(BaseEstimator):
         SNPs with minor allele frequency below ``maf`` (over the analysed samples) are
         not tested; monomorphic SNPs are never tested. Both are counted in ``snp_qc_``.
     block_size : int, default=2048
-        SNPs per streamed block (memory ~ ``8 * n_samples * block_size`` bytes).
+        SNPs per unit of work (a thread's statistics arrays: memory ~ ``8 *
+        n_phenotypes * block_size`` bytes per array; genotypes are decoded and
+        multiplied in cache-sized sub-blocks of ~2 MB).
     device : str, default='cpu'
         ``'cpu'`` (numpy BLAS) or a torch device (``'cuda'``, ``'cuda:1'``) for the
         matrix products.
@@ -97,12 +87,16 @@ class CrossModalGWAS(BaseEstimator):
     overlap : tuple of two str, default=('t1', 't2')
         The modalities compared in ``overlap_``.
     dtype : {'float64', 'float32'}, default='float64'
-        Precision of the block product. ``'float32'`` is meant for GPUs (on a CPU
-        the extra centring pass can cancel the 2x sgemm rate), at ~1e-6 relative error of ``g'y`` (see
-        :class:`~hcl_sklearn.gwas.association.AssociationKernel`); sums of squares,
-        statistics and p-values stay float64.
+        Precision of the block product. ``'float32'`` (opt-in; ~1.4x faster on a CPU,
+        more on GPUs) has ~1e-6 relative error of ``g'y`` (see
+        :class:`~hcl_sklearn.gwas.association.AssociationKernel`): t and p stay far
+        within 1e-3 in ``-log10 p``, but betas of null SNPs lose relative precision;
+        sums of squares, statistics and p-values stay float64.
     n_jobs : int, optional
-        BLAS threads during ``fit`` (default: the library's own setting).
+        Threads during ``fit`` (default: the BLAS library's own setting). With
+        ``backend='numpy'`` SNP blocks are processed by ``n_jobs`` threads in parallel,
+        each with one BLAS thread (decoding, products, statistics and p-values all run
+        in parallel); the torch backend uses one thread and ``n_jobs`` BLAS threads.
     verbose : int, default=0
         ``> 0`` shows a progress bar over SNP blocks.
 
@@ -209,6 +203,13 @@ class CrossModalGWAS(BaseEstimator):
             raise ValueError(f"overlap must be a pair of modality names; got {self.overlap!r}.")
         return backend
 
+    def _threads(self):
+        """Threads for the SNP scan: ``n_jobs``, else the BLAS library's own setting."""
+        if self.n_jobs is not None:
+            return max(1, int(self.n_jobs))
+        return max([1] + [int(i.get("num_threads") or 1) for i in _blas().info()
+                          if i.get("user_api") == "blas"])
+
     def _open_genotypes(self):
         from ..genetics import Genotypes
 
@@ -225,7 +226,7 @@ class CrossModalGWAS(BaseEstimator):
         if not isinstance(X, pd.DataFrame):
             raise TypeError(f"{what} must be a pandas DataFrame indexed by subject id; "
                             f"got {type(X).__name__}.")
-        bad = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+        bad = [c for c, dt in X.dtypes.items() if not pd.api.types.is_numeric_dtype(dt)]
         if bad:
             raise TypeError(f"{what} columns {bad[:10]} are not numeric; encode them "
                             "(e.g. pandas.get_dummies(..., drop_first=True)).")
@@ -254,9 +255,16 @@ class CrossModalGWAS(BaseEstimator):
         -------
         self
         """
-        from threadpoolctl import threadpool_limits
-
         backend = self._validate_params()
+        n_threads = self._threads()
+        # the O(N (P + K) K) set-up and the loci use one BLAS thread (small products
+        # are slower with more threads, much slower on a busy machine); the SNP scan
+        # uses n_threads
+        with _blas().limit(limits=1, user_api="blas"):
+            return self._fit(Y, backend, n_threads)
+
+    def _fit(self, Y, backend, n_threads):
+        clock = [time.perf_counter()]
         geno = self._open_genotypes()
         Y = self._check_frame(Y, "Y")
         if Y.shape[1] == 0 or Y.shape[0] == 0:
@@ -270,7 +278,7 @@ class CrossModalGWAS(BaseEstimator):
         del geno_rows
         if self.covariates is not None:
             C = self._check_frame(self.covariates, "covariates")
-            if not ids.isin(C.index).all():
+            if (C.index.get_indexer(ids) < 0).any():
                 raise SubjectMismatchError(describe_mismatch(
                     ids, C.index, "covariates", fix="Subset Y to the subjects that have "
                     "covariates (the index of Y is the subject id)."))
@@ -312,80 +320,178 @@ class CrossModalGWAS(BaseEstimator):
                                  "the covariates (no variance to associate); drop them.")
             groups.append({"cols": np.asarray(cols), "rows": rows,
                            "all_rows": rows.size == union.sum(), "kernel": kern})
+        # p-value tables (one per df) built while the first blocks are multiplied
+        tables = threading.Thread(
+            target=lambda: [g["kernel"].log_p_table() for g in groups], daemon=True)
+        tables.start()
         logger.info("GWAS of %d phenotypes on %d subjects (%d missingness patterns), "
                     "%d covariates, %d SNPs", Y.shape[1], len(union_ids), len(groups),
                     C.shape[1], geno.n_snps)
 
         P, M = Y.shape[1], geno.n_snps
-        beta = np.full((M, P), np.nan)
-        se = np.full((M, P), np.nan)
-        tst = np.full((M, P), np.nan)
-        lp = np.full((M, P), np.nan)
-        freq = np.full((M, len(groups)), np.nan)
+        # result arrays: every row of a block is written by the group(s) owning its
+        # columns, rows of SNPs that fail the QC are dropped at the end
+        beta, se, tst, lp = (np.empty((M, P)) for _ in range(4))
+        freq = np.empty((M, len(groups)))
         tested = np.zeros(M, dtype=bool)
-        n_mono = n_maf = 0
-        from tqdm.auto import tqdm
-
+        bs = int(self.block_size)
+        starts = list(range(0, M, bs))
         # all genotyped samples in file order: read without a row index (faster)
         same_rows = len(union_ids) == geno.n_samples and union_ids.equals(geno.iid)
-        blocks = geno.iter_blocks(block_size=int(self.block_size),
-                                  samples=None if same_rows else union_ids,
-                                  standardize=False)
-        n_blocks = -(-M // int(self.block_size))
-        limits = threadpool_limits(self.n_jobs, user_api="blas") if self.n_jobs else None
-        try:
-            for idx, G in tqdm(_prefetch(blocks), total=n_blocks, disable=not self.verbose,
-                               desc="GWAS blocks", unit="block"):
-                # every group is scanned on the whole block; SNPs that fail the QC
-                # (known only after the union's sums) are dropped afterwards
-                scans, s_u, g2_u = [], None, None
-                for grp in groups:
-                    Gg = G if grp["all_rows"] else G[grp["rows"]]
-                    res = grp["kernel"].scan(Gg)
-                    scans.append(res)
-                    if grp["all_rows"] and s_u is None:
-                        s_u, g2_u = res.g_sum, res.g2
-                if s_u is None:
-                    s_u, g2_u = G.sum(axis=0), np.einsum("ij,ij->j", G, G)
-                n_u = G.shape[0]
-                af = s_u / (2.0 * n_u)
-                mono = ~(n_u * g2_u - s_u * s_u > 1e-12 * n_u * g2_u)
-                low = ~mono & (np.minimum(af, 1.0 - af) < self.maf)
-                keep = ~mono & ~low
-                n_mono += int(mono.sum())
-                n_maf += int(low.sum())
-                if not keep.any():
-                    continue
-                idx = idx[keep]
-                tested[idx] = True
-                for gi, (grp, res) in enumerate(zip(groups, scans)):
-                    cols = grp["cols"]
-                    kern = grp["kernel"]
-                    t = res.t[keep]
-                    out = (res.beta[keep], res.se[keep], t, kern.log10_pvalue(t))
-                    if len(groups) == 1:
-                        for arr, val in zip((beta, se, tst, lp), out):
-                            arr[idx] = val
+        rows_u = None if same_rows else geno.align(union_ids)
+        n_u = len(union_ids)
+        bed = bed_source(geno)
+        # decode + product in sub-blocks whose float genotypes (~2 MB) stay in cache
+        sub = int(min(bs, max(64, (2 ** 21 // max(n_u, 1)) // 64 * 64)))
+        n_workers = min(n_threads, len(starts)) if backend == "numpy" else 1
+        dtype = np.float32 if str(self.dtype) == "float32" else np.float64
+        qc = {"mono": 0, "low": 0}
+        lock = threading.Lock()
+        # per modality, the minimum p across its dimensions (for the loci), per block
+        self.phenotypes_ = list(Y.columns)
+        self.modalities_ = {}
+        for c in self.phenotypes_:
+            self.modalities_.setdefault(modality_of(c), []).append(c)
+        mod_cols = []
+        for cols in self.modalities_.values():
+            j = np.array([self.phenotypes_.index(c) for c in cols])
+            contiguous = bool(np.all(np.diff(j) == 1))
+            mod_cols.append(slice(j[0], j[-1] + 1) if contiguous else j)
+        min_lp = np.empty((M, len(mod_cols)))
+        min_at = np.empty((M, len(mod_cols)), dtype=np.intp)
+
+        def new_state():
+            st = {"reader": None, "s_u": np.empty(bs), "g2_u": np.empty(bs),
+                  "prod": [np.empty((bs, g["kernel"].n_phenotypes + g["kernel"].n_covariates
+                                     + 1), dtype=dtype) for g in groups],
+                  "sums": [(np.empty(bs), np.empty(bs)) for _ in groups]}
+            if bed is not None:
+                path, n_file, snp_index = bed
+                st["reader"] = BedBlockReader(path, n_file, snp_index, rows=rows_u,
+                                              block_size=sub, dtype=dtype)
+            return st
+
+        def process(start, st):
+            stop = min(start + bs, M)
+            m = stop - start
+            s_u, g2_u = st["s_u"][:m], st["g2_u"][:m]
+            G_block = None
+            if st["reader"] is None:             # any other source (array, BGEN)
+                G_block = geno.read(samples=rows_u, snps=np.arange(start, stop),
+                                    standardize=False).astype(dtype, copy=False)
+            for a in range(0, m, sub):
+                b = min(a + sub, m)
+                if G_block is None:              # decoded straight from the .bed
+                    Gt, s_u[a:b], g2_u[a:b] = st["reader"].read(np.arange(start + a,
+                                                                          start + b))
+                    G, own = Gt.T, True
+                else:
+                    G, own = G_block[:, a:b], False
+                    G64 = G if G.dtype == np.float64 else G.astype(np.float64)
+                    s_u[a:b] = G64.sum(axis=0)
+                    g2_u[a:b] = np.einsum("ij,ij->j", G64, G64)
+                for gi, grp in enumerate(groups):
+                    gs, gq = st["sums"][gi]
+                    if grp["all_rows"]:
+                        Gg = G
+                        gs[a:b], gq[a:b] = s_u[a:b], g2_u[a:b]
                     else:
-                        ix = np.ix_(idx, cols)
-                        for arr, val in zip((beta, se, tst, lp), out):
-                            arr[ix] = val
-                    freq[idx, gi] = res.g_sum[keep] / (2.0 * grp["rows"].size)
+                        Gg = G[grp["rows"]]
+                        G64 = Gg if Gg.dtype == np.float64 else Gg.astype(np.float64)
+                        gs[a:b] = G64.sum(axis=0)
+                        gq[a:b] = np.einsum("ij,ij->j", G64, G64)
+                    # the float32 path centres in place: only a buffer no other group reads
+                    grp["kernel"].product(
+                        Gg, gs[a:b], out=st["prod"][gi][a:b],
+                        overwrite_G=Gg is not G or (own and len(groups) == 1))
+            af = s_u / (2.0 * n_u)
+            mono = ~(n_u * g2_u - s_u * s_u > 1e-12 * n_u * g2_u)
+            low = ~mono & (np.minimum(af, 1.0 - af) < self.maf)
+            sl = slice(start, stop)
+            for gi, grp in enumerate(groups):
+                gs, gq = (x[:m] for x in st["sums"][gi])
+                if len(groups) == 1:
+                    outs = (beta[sl], se[sl], tst[sl], lp[sl])
+                else:
+                    outs = tuple(np.empty((m, len(grp["cols"]))) for _ in range(4))
+                grp["kernel"].statistics(st["prod"][gi][:m], gs, gq, *outs[:3],
+                                         log10_p=outs[3])
+                if len(groups) > 1:
+                    for arr, val in zip((beta, se, tst, lp), outs):
+                        arr[sl, grp["cols"]] = val
+                freq[sl, gi] = gs / (2.0 * grp["rows"].size)
+            rows = np.arange(m)
+            for mi, j in enumerate(mod_cols):
+                L = lp[sl, j]
+                nan = np.isnan(L)
+                if nan.any():                    # SNPs without a test: NaN, never minimal
+                    L = np.where(nan, np.inf, L)
+                best = np.argmin(L, axis=1)
+                min_lp[sl, mi] = L[rows, best]
+                min_at[sl, mi] = best
+            tested[sl] = ~mono & ~low
+            with lock:
+                qc["mono"] += int(mono.sum())
+                qc["low"] += int(low.sum())
+
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(starts), disable=not self.verbose, desc="GWAS blocks",
+                   unit="block")
+        todo = iter(starts)
+        errors = []
+
+        def worker():
+            try:
+                st = new_state()
+                while not errors:
+                    with lock:
+                        start = next(todo, None)
+                    if start is None:
+                        return
+                    process(start, st)
+                    bar.update(1)
+            except BaseException as exc:  # re-raised in the calling thread
+                errors.append(exc)
+
+        clock.append(time.perf_counter())
+        limits = _blas().limit(limits=1 if n_workers > 1 else n_threads, user_api="blas")
+        try:
+            if n_workers == 1:
+                worker()
+            else:
+                threads = [threading.Thread(target=worker, daemon=True)
+                           for _ in range(n_workers)]
+                for th in threads:
+                    th.start()
+                for th in threads:
+                    th.join()
         finally:
-            if limits is not None:
-                limits.restore_original_limits()
+            limits.restore_original_limits()
+            bar.close()
+        if errors:
+            raise errors[0]
+        clock.append(time.perf_counter())
+        n_mono, n_maf = qc["mono"], qc["low"]
         logger.info("SNPs: %d monomorphic and %d with MAF < %g skipped; %d tested.",
                     n_mono, n_maf, self.maf, int(tested.sum()))
         self.snp_qc_ = {"n_snps_in": int(M), "n_monomorphic": n_mono, "n_low_maf": n_maf,
                         "n_tested": int(tested.sum())}
         self._geno = geno
-        self._samples = union_ids
+        # LD for the clumping: the analysed samples (None: all, in file order, read
+        # without a row index)
+        self._samples = None if same_rows else union_ids
         self._tested_pos = np.flatnonzero(tested)
-        self.snps_ = geno.snps.iloc[self._tested_pos].reset_index(drop=True)
-        self._beta, self._se, self._t, self._log10_p = (
-            a[tested] for a in (beta, se, tst, lp))
-        self._freq = freq[tested]
-        self.phenotypes_ = list(Y.columns)
+        if tested.all():                             # no copy when every SNP is tested
+            self.snps_ = geno.snps.reset_index(drop=True)
+            self._beta, self._se, self._t, self._log10_p = beta, se, tst, lp
+            self._freq = freq
+        else:
+            self.snps_ = geno.snps.iloc[self._tested_pos].reset_index(drop=True)
+            self._beta, self._se, self._t, self._log10_p = (
+                a[tested] for a in (beta, se, tst, lp))
+            self._freq = freq[tested]
+            min_lp, min_at = min_lp[tested], min_at[tested]
         self._group_of = np.empty(P, dtype=np.intp)
         n_samp, dfs = np.empty(P, dtype=np.int64), np.empty(P, dtype=np.int64)
         for gi, grp in enumerate(groups):
@@ -394,20 +500,38 @@ class CrossModalGWAS(BaseEstimator):
             dfs[grp["cols"]] = grp["kernel"].df
         self.n_samples_ = pd.Series(n_samp, index=self.phenotypes_, name="n")
         self.df_ = pd.Series(dfs, index=self.phenotypes_, name="df")
-        self.modalities_ = {}
-        for c in self.phenotypes_:
-            self.modalities_.setdefault(modality_of(c), []).append(c)
-        self.lambda_gc_ = pd.Series(self._lambda_gc(self._log10_p), index=self.phenotypes_,
-                                    name="lambda_gc")
-        self._find_loci()
+        # lambda_GC (numpy's partition releases the GIL) alongside the loci
+        lam = {}
+        th = threading.Thread(target=lambda: lam.setdefault("v", self._lambda_gc(self._log10_p)))
+        th.start()
+        try:
+            self._find_loci(min_lp, min_at)
+        finally:
+            th.join()
+        if "v" not in lam:                            # the thread failed: say why here
+            self._lambda_gc(self._log10_p)
+        self.lambda_gc_ = pd.Series(lam["v"], index=self.phenotypes_, name="lambda_gc")
+        clock.append(time.perf_counter())
+        t_setup, t_scan, t_loci = np.diff(clock)
+        logger.debug("fit: set-up %.3f s, scan %.3f s (%d threads), loci and lambda_GC "
+                     "%.3f s", t_setup, t_scan, n_workers, t_loci)
         return self
 
     @staticmethod
     def _lambda_gc(log10_p):
         """median(chi2_1 quantile of p) / 0.4549 per column; the median is taken on p
         (monotone), so only the one or two middle values are transformed."""
-        lam = np.full(log10_p.shape[1], np.nan)
-        for j in range(log10_p.shape[1]):
+        n_snp, n_ph = log10_p.shape
+        lam = np.full(n_ph, np.nan)
+        nan_cols = np.isnan(log10_p).any(axis=0) if n_snp else np.ones(n_ph, bool)
+        full = np.flatnonzero(~nan_cols)
+        if full.size:                               # all columns at once
+            X = log10_p if full.size == n_ph else log10_p[:, full]
+            k = n_snp // 2
+            part = np.partition(X, k, axis=0)       # one kth: much faster than two
+            mids = part[[k]] if n_snp % 2 else np.stack([part[:k].max(axis=0), part[k]])
+            lam[full] = stats.chi2.isf(np.power(10.0, mids), 1).mean(axis=0) / _CHI2_MEDIAN
+        for j in np.flatnonzero(nan_cols):
             v = log10_p[:, j]
             v = v[~np.isnan(v)]
             n = v.size
@@ -420,33 +544,36 @@ class CrossModalGWAS(BaseEstimator):
         return lam
 
     # ------------------------------------------------------------------ loci
-    def _find_loci(self):
+    def _find_loci(self, min_lp, min_at):
+        """Loci of each modality from its per-SNP minimum ``log10 p`` (``min_lp``, one
+        column per modality) and the dimension giving it (``min_at``)."""
         self.thresholds_, self.min_p_, self.leads_, self.loci_ = {}, {}, {}, {}
         snps = self.snps_
-        for mod, cols in self.modalities_.items():
-            j = np.array([self.phenotypes_.index(c) for c in cols])
-            nlp = -self._log10_p[:, j]
-            has = ~np.isnan(nlp).all(axis=1)
-            best = np.zeros(len(nlp), dtype=np.intp)
-            best[has] = np.nanargmax(nlp[has], axis=1)
-            mnlp = np.where(has, nlp[np.arange(len(nlp)), best], np.nan)
+        # the frames reuse the snps_ columns (no string conversion per modality)
+        chrom_s, vid_s = snps["chrom"], snps["variant_id"]
+        chrom = chrom_s.to_numpy().astype(str)
+        bp = snps["pos"].to_numpy(dtype=np.int64)
+        for mi, (mod, cols) in enumerate(self.modalities_.items()):
+            mlp, best = min_lp[:, mi], min_at[:, mi]
+            # no p-value at all (inf from the NaN filling): NaN
+            mnlp = np.where(mlp == np.inf, np.nan, -mlp)
             thr = self.alpha / len(cols)
             self.thresholds_[mod] = thr
             mp = pd.DataFrame({
-                "chromosome": snps["chrom"].to_numpy(),
-                "base_pair_location": snps["pos"].to_numpy(dtype=np.int64),
-                "variant_id": snps["variant_id"].to_numpy(),
+                "chromosome": chrom_s,
+                "base_pair_location": bp,
+                "variant_id": vid_s,
                 "neg_log10_p": mnlp,
                 "p_value": np.power(10.0, -mnlp),
-                "phenotype": np.asarray(cols, dtype=object)[best],
+                "phenotype": pd.Categorical.from_codes(best, categories=cols),
             })
             self.min_p_[mod] = mp
             clump_of, leads = clump_positions(
-                mp["chromosome"], mp["base_pair_location"], mnlp, self._tested_pos,
+                chrom, bp, mnlp, self._tested_pos,
                 self._geno, samples=self._samples, p1=thr, p2=max(self.clump_p2, thr),
                 r2=self.clump_r2, window=int(self.clump_window))
             lead_tab = _lead_table(mp, clump_of, leads, thr)
-            lead_tab["phenotype"] = mp["phenotype"].to_numpy()[leads]
+            lead_tab["phenotype"] = np.asarray(cols, dtype=object)[best[leads]]
             self.leads_[mod] = lead_tab
             self.loci_[mod] = loci_from_clumps(lead_tab, pad=int(self.locus_pad))
             logger.info("Modality %s: %d dims, threshold %.3g, %d clumps, %d loci", mod,

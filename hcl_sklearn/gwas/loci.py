@@ -44,12 +44,50 @@ LOCUS_COLUMNS = ["chromosome", "start", "end", "n_leads", "lead_variant_id",
                  "lead_base_pair_location", "lead_neg_log10_p"]
 
 
-def _ld_r2(genotypes, samples, index_pos, other_pos):
-    """r^2 between SNP ``index_pos`` and SNPs ``other_pos`` (positions in genotypes)."""
-    pos = np.concatenate([[index_pos], other_pos]).astype(np.intp)
-    X = genotypes.read(samples=samples, snps=pos, standardize=True)
-    r = X[:, 1:].T @ X[:, 0] / X.shape[0]
-    return np.clip(r * r, 0.0, 1.0)
+class _LD:
+    """r^2 between an index SNP and others, from ``genotypes`` over ``samples``.
+
+    A local PLINK ``.bed`` is decoded directly (:class:`._bed.BedBlockReader`, one
+    reader for all the index SNPs); any other source goes through
+    :meth:`Genotypes.read`. Missing calls are mean-imputed, as in ``Genotypes.read``.
+    """
+
+    _CHUNK = 1024
+
+    def __init__(self, genotypes, samples=None):
+        from ._bed import BedBlockReader, bed_source
+
+        self.genotypes, self.samples = genotypes, samples
+        self.reader = None
+        src = bed_source(genotypes)
+        if src is not None:
+            rows = None if samples is None else genotypes.align(samples)
+            self.reader = BedBlockReader(*src, rows=rows, block_size=self._CHUNK)
+
+    def r2(self, index_pos, other_pos):
+        other_pos = np.asarray(other_pos, dtype=np.intp)
+        if self.reader is None:
+            pos = np.concatenate([[index_pos], other_pos]).astype(np.intp)
+            X = self.genotypes.read(samples=self.samples, snps=pos, standardize=True)
+            r = X[:, 1:].T @ X[:, 0] / X.shape[0]
+            return np.clip(r * r, 0.0, 1.0)
+        Gt, s, _ = self.reader.read(np.array([index_pos], dtype=np.intp))
+        n = Gt.shape[1]
+        x0 = Gt[0] - s[0] / n
+        sd0 = np.sqrt(x0 @ x0 / n)
+        if not sd0 > 1e-12 * max(1.0, abs(s[0] / n)):    # monomorphic: r = 0 (as read())
+            return np.zeros(other_pos.size)
+        x0 /= sd0
+        r = np.empty(other_pos.size)
+        for a in range(0, other_pos.size, self._CHUNK):
+            Gt, s, q = self.reader.read(other_pos[a:a + self._CHUNK])
+            # sum(x0) = 0: g'x0 = (g - mean)'x0; var from the (exact, integer) sums
+            mean = s / n
+            sd = np.sqrt(np.maximum(n * q - s * s, 0.0)) / n
+            poly = sd > 1e-12 * np.maximum(1.0, np.abs(mean))
+            r[a:a + self._CHUNK] = np.where(poly, (Gt @ x0) / (n * np.where(poly, sd, 1.0)),
+                                            0.0)
+        return np.clip(r * r, 0.0, 1.0)
 
 
 def clump_positions(chromosome, position, neg_log10_p, geno_index, genotypes, samples=None,
@@ -96,6 +134,7 @@ def clump_positions(chromosome, position, neg_log10_p, geno_index, genotypes, sa
         rows = rows[np.argsort(pos[rows], kind="stable")]
         by_chrom[c] = (rows, pos[rows])
     leads = []
+    ld = None
     for i in cand:
         if clump_of[i] >= 0:
             continue
@@ -107,7 +146,9 @@ def clump_positions(chromosome, position, neg_log10_p, geno_index, genotypes, sa
         near = rows[lo:hi]
         near = near[(clump_of[near] < 0)]
         if near.size:
-            r2v = _ld_r2(genotypes, samples, gidx[i], gidx[near])
+            if ld is None:
+                ld = _LD(genotypes, samples)
+            r2v = ld.r2(gidx[i], gidx[near])
             clump_of[near[r2v > r2]] = i
     return clump_of, np.asarray(leads, dtype=np.intp)
 
@@ -185,16 +226,32 @@ def _lead_table(ss, clump_of, leads, p1):
     nlp = ss["neg_log10_p"].to_numpy()
     pos = ss["base_pair_location"].to_numpy(dtype=np.int64)
     sig = nlp >= -np.log10(p1)
-    rows = []
-    for i in leads:
-        members = np.flatnonzero(clump_of == i)
-        sm = members[sig[members]]
-        rows.append((ss["chromosome"].iat[i], int(pos[i]), str(ss["variant_id"].iat[i]),
-                     float(nlp[i]), float(10.0 ** -nlp[i]), int(members.size - 1),
-                     int(sm.size), int(pos[sm].min()), int(pos[sm].max())))
-    out = pd.DataFrame(rows, columns=LEAD_COLUMNS)
-    return out.astype({"base_pair_location": np.int64, "start": np.int64, "end": np.int64,
-                       "n_clumped": np.int64, "n_significant": np.int64})
+    leads = np.asarray(leads, dtype=np.intp)
+    n_clumped, n_sig, lo, hi = (np.zeros(len(leads), dtype=np.int64) for _ in range(4))
+    if len(leads):
+        # members of each clump, by the index of their lead
+        slot = np.full(len(clump_of), -1, dtype=np.intp)
+        slot[leads] = np.arange(len(leads))
+        member = clump_of >= 0
+        k = slot[clump_of[member]]
+        n_clumped = np.bincount(k, minlength=len(leads)) - 1
+        ks = k[sig[member]]
+        ps = pos[member][sig[member]]
+        n_sig = np.bincount(ks, minlength=len(leads))
+        lo = np.full(len(leads), np.iinfo(np.int64).max)
+        hi = np.full(len(leads), np.iinfo(np.int64).min)
+        np.minimum.at(lo, ks, ps)
+        np.maximum.at(hi, ks, ps)
+    return pd.DataFrame({
+        "chromosome": ss["chromosome"].to_numpy()[leads].astype(str).tolist(),
+        "base_pair_location": pos[leads],
+        "variant_id": ss["variant_id"].to_numpy()[leads].astype(str).tolist(),
+        "neg_log10_p": nlp[leads].astype(np.float64),
+        "p_value": 10.0 ** -nlp[leads].astype(np.float64),
+        "n_clumped": n_clumped.astype(np.int64),
+        "n_significant": n_sig.astype(np.int64),
+        "start": lo, "end": hi,
+    }, columns=LEAD_COLUMNS)
 
 
 def merge_intervals(intervals):
@@ -224,32 +281,45 @@ def merge_intervals(intervals):
         return pd.DataFrame({c: pd.Series(dtype=object if c in ("chromosome",
                              "lead_variant_id") else np.float64 if c == "lead_neg_log10_p"
                              else np.int64) for c in LOCUS_COLUMNS})
-    iv = intervals.copy()
-    iv["chromosome"] = iv["chromosome"].astype(str)
-    for col, default in (("neg_log10_p", np.nan), ("variant_id", ""),
-                         ("base_pair_location", -1)):
-        if col not in iv:
-            iv[col] = default
-    iv = iv.sort_values(["chromosome", "start", "end"], kind="stable")
+    n = len(intervals)
+    chrom = intervals["chromosome"].astype(str).to_numpy()
+    start = intervals["start"].to_numpy(dtype=np.int64)
+    end = intervals["end"].to_numpy(dtype=np.int64)
+
+    def col(name, default, dtype):
+        if name in intervals:
+            return intervals[name].to_numpy(dtype=dtype)
+        return np.full(n, default, dtype=dtype)
+
+    nlp = col("neg_log10_p", np.nan, np.float64)
+    vid = col("variant_id", "", object)
+    bp = col("base_pair_location", -1, np.int64)
+    # by chromosome (as text), start, end; stable as pandas' sort_values
+    order = np.lexsort((end, start, chrom))
     rows = []
-    for c, sub in iv.groupby("chromosome", sort=True):
-        cur = None
-        for r in sub.itertuples(index=False):
-            if cur is not None and r.start <= cur[2]:
-                cur[2] = max(cur[2], int(r.end))
-                cur[3] += 1
-                if r.neg_log10_p > cur[6]:
-                    cur[4:7] = [str(r.variant_id), int(r.base_pair_location),
-                                float(r.neg_log10_p)]
-            else:
-                if cur is not None:
-                    rows.append(cur)
-                cur = [c, int(r.start), int(r.end), 1, str(r.variant_id),
-                       int(r.base_pair_location), float(r.neg_log10_p)]
-        rows.append(cur)
-    out = pd.DataFrame(rows, columns=LOCUS_COLUMNS)
-    return out.astype({"start": np.int64, "end": np.int64, "n_leads": np.int64,
-                       "lead_base_pair_location": np.int64})
+    cur = None
+    for i in order:
+        c, s0, e0 = chrom[i], int(start[i]), int(end[i])
+        if cur is not None and c == cur[0] and s0 <= cur[2]:
+            cur[2] = max(cur[2], e0)
+            cur[3] += 1
+            if nlp[i] > cur[6]:
+                cur[4:7] = [str(vid[i]), int(bp[i]), float(nlp[i])]
+        else:
+            if cur is not None:
+                rows.append(cur)
+            cur = [c, s0, e0, 1, str(vid[i]), int(bp[i]), float(nlp[i])]
+    rows.append(cur)
+    cols = list(zip(*rows))
+    return pd.DataFrame({
+        "chromosome": list(cols[0]),
+        "start": np.array(cols[1], dtype=np.int64),
+        "end": np.array(cols[2], dtype=np.int64),
+        "n_leads": np.array(cols[3], dtype=np.int64),
+        "lead_variant_id": list(cols[4]),
+        "lead_base_pair_location": np.array(cols[5], dtype=np.int64),
+        "lead_neg_log10_p": np.array(cols[6], dtype=np.float64),
+    })
 
 
 def loci_from_clumps(leads, pad=125_000):
@@ -325,27 +395,28 @@ def overlap_loci(loci_a, loci_b, names=("t1", "t2")):
     (1, 1, 1, 0.333)
     """
     a, b = names
-    parts = []
-    for name, lo in ((a, loci_a), (b, loci_b)):
-        p = lo[["chromosome", "start", "end"]].copy()
-        p["chromosome"] = p["chromosome"].astype(str)
-        p["modality"] = name
-        parts.append(p)
-    pooled = pd.concat(parts, ignore_index=True).sort_values(
-        ["chromosome", "start", "end"], kind="stable")
+    chrom = np.concatenate([loci_a["chromosome"].astype(str).to_numpy(dtype=object),
+                            loci_b["chromosome"].astype(str).to_numpy(dtype=object)])
+    start = np.concatenate([loci_a["start"].to_numpy(dtype=np.int64),
+                            loci_b["start"].to_numpy(dtype=np.int64)])
+    end = np.concatenate([loci_a["end"].to_numpy(dtype=np.int64),
+                          loci_b["end"].to_numpy(dtype=np.int64)])
+    is_a = np.arange(len(chrom)) < len(loci_a)
+    # pooled, by chromosome (as text), start, end (stable), then merged
+    order = np.lexsort((end, start, chrom.astype(str))) if len(chrom) else []
     rows = []
-    for c, sub in pooled.groupby("chromosome", sort=True):
-        cur = None
-        for r in sub.itertuples(index=False):
-            if cur is not None and r.start <= cur[2]:
-                cur[2] = max(cur[2], int(r.end))
-                cur[3 if r.modality == a else 4] += 1
-            else:
-                if cur is not None:
-                    rows.append(cur)
-                cur = [c, int(r.start), int(r.end), int(r.modality == a), int(r.modality == b)]
-        if cur is not None:
-            rows.append(cur)
+    cur = None
+    for i in order:
+        c, s0, e0 = chrom[i], int(start[i]), int(end[i])
+        if cur is not None and c == cur[0] and s0 <= cur[2]:
+            cur[2] = max(cur[2], e0)
+            cur[3 if is_a[i] else 4] += 1
+        else:
+            if cur is not None:
+                rows.append(cur)
+            cur = [c, s0, e0, int(is_a[i]), int(not is_a[i])]
+    if cur is not None:
+        rows.append(cur)
     out = pd.DataFrame(rows, columns=["chromosome", "start", "end", f"n_{a}", f"n_{b}"])
     status = np.where((out[f"n_{a}"] > 0) & (out[f"n_{b}"] > 0), "shared",
                       np.where(out[f"n_{a}"] > 0, f"{a}_only", f"{b}_only"))
