@@ -288,3 +288,31 @@ def test_seed_everything_reproducible():
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     seed_everything(4)
     assert not torch.equal(a[0], torch.rand(3))
+
+
+def test_per_modality_projector_batchnorm_keeps_modalities_apart_in_eval():
+    """projector_batchnorm='per_modality': T2 has its own BatchNorm (statistics and
+    affine); in eval mode T1 uses the T1 running statistics, T2 the T2 ones."""
+    torch.manual_seed(0)
+    moco = _small_moco(projector_batchnorm="per_modality")
+    head = moco.projector_q
+    assert head.t2_norm is not None and _small_moco().projector_q.t2_norm is None
+    moco.train()
+    x = torch.randn(6, 2, 8, 8, 8, dtype=torch.float64)
+    x[:, 1] = 4.0 + 2.0 * x[:, 1]  # T2 volumes on another scale
+    moco.forward_train(x)
+    bn1, bn2 = head.net[1], head.t2_norm
+    assert not torch.allclose(bn1.running_mean, bn2.running_mean)
+    moco.eval()
+    with torch.no_grad():
+        p = moco(x, output="pooled")
+        z = moco(x, output="projection")
+        h2 = head.net[0](p[:, 1])
+        manual = (h2 - bn2.running_mean) / torch.sqrt(bn2.running_var + bn2.eps)
+        manual = head.net[3](torch.relu(manual * bn2.weight + bn2.bias))
+    torch.testing.assert_close(z[:, 1], torch.nn.functional.normalize(manual, dim=1))
+    torch.testing.assert_close(z[:, 0], head(p[:, 0]))
+    # the EMA covers the T2 BatchNorm of the key projector too
+    assert len(moco.query_parameters()) == len(moco.key_parameters())
+    with pytest.raises(ValueError, match="batchnorm"):
+        _small_moco(projector_batchnorm="both")

@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 QUEUE_MODALITIES = ("t2", "both")
+PROJECTOR_BATCHNORM = ("shared", "per_modality")
 
 
 # --------------------------------------------------------------------------- losses
@@ -132,17 +133,39 @@ class SmallBatchSafeBatchNorm1d(nn.BatchNorm1d):
 
 
 class ProjectionHead(nn.Module):
-    """``Linear(d, d) - BatchNorm - ReLU - Linear(d, p)`` then L2 normalisation."""
+    """``Linear(d, d) - BatchNorm - ReLU - Linear(d, p)`` then L2 normalisation.
 
-    def __init__(self, in_dim, proj_dim=256):
+    Parameters
+    ----------
+    in_dim : int
+    proj_dim : int, default=256
+    batchnorm : {'shared', 'per_modality'}, default='shared'
+        ``'shared'``: one BatchNorm for both modalities (reference); in training each
+        call normalises with its own batch, in eval mode both modalities use the
+        same running statistics. ``'per_modality'``: the T2 call (``modality=1``) has
+        its own BatchNorm (running statistics and affine), so eval mode normalises
+        each modality as training did; the linear layers stay shared.
+    """
+
+    def __init__(self, in_dim, proj_dim=256, batchnorm="shared"):
         super().__init__()
+        if batchnorm not in PROJECTOR_BATCHNORM:
+            raise ValueError(f"projector batchnorm must be one of {PROJECTOR_BATCHNORM}; "
+                             f"got {batchnorm!r}.")
         self.net = nn.Sequential(
             nn.Linear(in_dim, in_dim), SmallBatchSafeBatchNorm1d(in_dim),
             nn.ReLU(inplace=True), nn.Linear(in_dim, proj_dim),
         )
+        self.t2_norm = (SmallBatchSafeBatchNorm1d(in_dim) if batchnorm == "per_modality"
+                        else None)
 
-    def forward(self, x):
-        return F.normalize(self.net(x), dim=1)
+    def forward(self, x, modality=0):
+        """Unit-norm projections of ``x`` ``(B, in_dim)``; ``modality`` 0 = T1, 1 = T2."""
+        if modality == 1 and self.t2_norm is not None:
+            h = self.net[3](torch.relu(self.t2_norm(self.net[0](x))))
+        else:
+            h = self.net(x)
+        return F.normalize(h, dim=1)
 
 
 def build_encoder(encoder, volume_shape, *, patch_size=(14, 16, 14), embed_dim=384,
@@ -184,6 +207,8 @@ class MomentumContrast(nn.Module):
         token (reference); a grid such as ``(2, 2, 2)`` average-pools the token grid
         to that grid and concatenates the cells, keeping coarse spatial layout
         (pooled dimension ``embed_dim * prod(grid)``).
+    projector_batchnorm : {'shared', 'per_modality'}, default='shared'
+        BatchNorm of the projection head, see :class:`ProjectionHead`.
 
     Examples
     --------
@@ -199,7 +224,7 @@ class MomentumContrast(nn.Module):
     def __init__(self, volume_shape, encoder="vit", patch_size=(14, 16, 14), embed_dim=384,
                  depth=12, n_heads=6, cnn_widths=(16, 32, 64), proj_dim=256,
                  shared_encoder=True, momentum=0.999, queue_size=65536,
-                 queue_modalities="t2", pooling="mean"):
+                 queue_modalities="t2", pooling="mean", projector_batchnorm="shared"):
         super().__init__()
         if queue_modalities not in QUEUE_MODALITIES:
             raise ValueError(f"queue_modalities must be one of {QUEUE_MODALITIES}; "
@@ -229,7 +254,7 @@ class MomentumContrast(nn.Module):
             raise ValueError(f"pooling must be 'mean' or a grid of 3 positive ints such as "
                              f"(2, 2, 2); got {pooling!r}.")
         self.pooled_dim = pooled_dim
-        self.projector_q = ProjectionHead(pooled_dim, proj_dim)
+        self.projector_q = ProjectionHead(pooled_dim, proj_dim, batchnorm=projector_batchnorm)
         self.encoder_k = copy.deepcopy(self.encoder_q)
         self.projector_k = copy.deepcopy(self.projector_q)
         for p in self.key_parameters():
@@ -318,10 +343,11 @@ class MomentumContrast(nn.Module):
         subject-to-subject variation then shrinks to a sliver of the normalised
         features, every projection of a modality points the same way, and training
         collapses (training loss rising to ``log(K + 1)``, in-batch validation loss at
-        ``log(B)``) instead of learning. The running statistics used in eval mode are,
-        as in the reference, averaged over both modalities' batches.
+        ``log(B)``) instead of learning. With ``projector_batchnorm='shared'`` the
+        running statistics used in eval mode are, as in the reference, averaged over
+        both modalities' batches; ``'per_modality'`` keeps them apart.
         """
-        return projector(p1), projector(p2)
+        return projector(p1, modality=0), projector(p2, modality=1)
 
     # -- queue ------------------------------------------------------------------------
     def negatives(self):
