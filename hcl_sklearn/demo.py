@@ -64,24 +64,27 @@ class DemoConfig:
     and by the test suite.
     """
 
-    n_subjects: int = 400
+    n_subjects: int = 1000
     shape: tuple = (24, 28, 24)
     n_causal: int = 5
     h2: float = 0.6
     encoder: str = "cnn"
-    cnn_widths: tuple = (8, 16, 32)
-    embed_dim: int = 64
-    proj_dim: int = 64
+    cnn_widths: tuple = (8, 16)
+    embed_dim: int = 16
+    pooling: tuple = (2, 2, 2)
+    proj_dim: int = 32
+    projector_batchnorm: str = "per_modality"
     momentum: float = 0.9
     temperature: float = 0.2
     queue_modalities: str = "both"
     lr: float = 1e-3
-    max_epochs: int = 8
+    lr_schedule: str = "constant"
+    max_epochs: int = 10
     ae_latent_dim: int = 64
     ae_base_channels: int = 4
     ae_lr: float = 1e-3
     ae_max_epochs: int = 3
-    batch_size: int = 32
+    batch_size: int = 16
     n_components: int = 16
     test_size: float = 0.2
     device: str = "cpu"
@@ -168,10 +171,13 @@ def _stage_train(cfg, results, kind, verbose):
     X = sim["cohort"].X
     if kind == "contrastive":
         Est = _need("contrastive", "MomentumContrastiveEmbedder")
+        pooling = cfg.pooling if isinstance(cfg.pooling, str) else tuple(cfg.pooling)
         model = Est(encoder=cfg.encoder, cnn_widths=tuple(cfg.cnn_widths),
-                    embed_dim=cfg.embed_dim, proj_dim=cfg.proj_dim, momentum=cfg.momentum,
+                    embed_dim=cfg.embed_dim, pooling=pooling, proj_dim=cfg.proj_dim,
+                    projector_batchnorm=cfg.projector_batchnorm, momentum=cfg.momentum,
                     temperature=cfg.temperature, queue_modalities=cfg.queue_modalities,
-                    lr=cfg.lr, max_epochs=cfg.max_epochs, batch_size=cfg.batch_size,
+                    lr=cfg.lr, lr_schedule=cfg.lr_schedule, max_epochs=cfg.max_epochs,
+                    batch_size=cfg.batch_size,
                     device=cfg.device, random_state=cfg.random_state, verbose=verbose)
     else:
         Est = _need("autoencoder", "AutoencoderEmbedder")
