@@ -255,7 +255,11 @@ def main():
                 peaks[dt] = (dev, dev)
             print(f"device peak (torch 8192^3): dgemm {peaks['float64'][0]:.1f}, sgemm "
                   f"{peaks['float32'][0]:.1f} GFLOP/s")
-        sub = max(64, min(args.block, (2 ** 21 // args.n) // 64 * 64))
+        from hcl_sklearn.gwas.estimator import _SUB_BLOCK_BYTES
+
+        # the sub-block size fit uses (decode + product)
+        sub = min(args.block, max(256, _SUB_BLOCK_BYTES // (8 * args.n)))
+        sub = -(-args.block // -(-args.block // sub))
         for dt in ("float64", "float32"):
             gemm = "dgemm" if dt == "float64" else "sgemm"
             rate, sec = kernel_rate(G, Y, C, args.threads, sub, args.device, dt)

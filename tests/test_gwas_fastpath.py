@@ -11,7 +11,7 @@ import pytest
 from bed_reader import open_bed, to_bed
 
 from hcl_sklearn.genetics import Genotypes
-from hcl_sklearn.gwas import CrossModalGWAS, t_log_pvalue
+from hcl_sklearn.gwas import CrossModalGWAS, estimator, t_log_pvalue
 from hcl_sklearn.gwas._bed import BedBlockReader, bed_source
 from hcl_sklearn.gwas.association import StudentLogP
 from hcl_sklearn.gwas.loci import _LD
@@ -123,11 +123,15 @@ def test_bed_fast_path_equals_generic_path(cohort, dtype, samples):
     _same_fit(fast, slow, rtol=1e-9 if dtype == "float64" else 1e-6)
 
 
-def test_threads_and_blocks_do_not_change_results(cohort):
+def test_threads_and_blocks_do_not_change_results(cohort, monkeypatch):
     g, G, iid, Y, cov = cohort
     a = CrossModalGWAS(g, covariates=cov, alpha=1e-3, block_size=64, n_jobs=3).fit(Y)
     b = CrossModalGWAS(g, covariates=cov, alpha=1e-3, block_size=4096, n_jobs=1).fit(Y)
     _same_fit(a, b, rtol=1e-12)
+    # several decode + product sub-blocks (256 SNPs) inside one block
+    monkeypatch.setattr(estimator, "_SUB_BLOCK_BYTES", 1)
+    c = CrossModalGWAS(g, covariates=cov, alpha=1e-3, block_size=600, n_jobs=2).fit(Y)
+    _same_fit(a, c, rtol=1e-12)
 
 
 def test_ld_fast_path_equals_genotypes_read(cohort):

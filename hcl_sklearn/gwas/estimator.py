@@ -26,6 +26,9 @@ _CHI2_MEDIAN = stats.chi2.ppf(0.5, 1)
 
 
 _CONTROLLER = []
+# bytes of float genotypes decoded and multiplied at a time by each thread (at least
+# 256 SNPs: each product also packs the (n_samples, P + K + 1) right-hand side)
+_SUB_BLOCK_BYTES = 2 ** 24
 
 
 def _blas():
@@ -69,7 +72,7 @@ class CrossModalGWAS(BaseEstimator):
     block_size : int, default=2048
         SNPs per unit of work (a thread's statistics arrays: memory ~ ``8 *
         n_phenotypes * block_size`` bytes per array; genotypes are decoded and
-        multiplied in cache-sized sub-blocks of ~2 MB).
+        multiplied in sub-blocks of ~16 MB of float64 genotypes, at least 256 SNPs).
     device : str, default='cpu'
         ``'cpu'`` (numpy BLAS) or a torch device (``'cuda'``, ``'cuda:1'``) for the
         matrix products.
@@ -341,8 +344,10 @@ class CrossModalGWAS(BaseEstimator):
         rows_u = None if same_rows else geno.align(union_ids)
         n_u = len(union_ids)
         bed = bed_source(geno)
-        # decode + product in sub-blocks whose float genotypes (~2 MB) stay in cache
-        sub = int(min(bs, max(64, (2 ** 21 // max(n_u, 1)) // 64 * 64)))
+        # decode + product in sub-blocks whose float genotypes stay in cache
+        sub = int(min(bs, max(256, _SUB_BLOCK_BYTES // (8 * max(n_u, 1)))))
+        n_sub = -(-bs // sub)
+        sub = -(-bs // n_sub)                       # equal sub-blocks
         n_workers = min(n_threads, len(starts)) if backend == "numpy" else 1
         dtype = np.float32 if str(self.dtype) == "float32" else np.float64
         qc = {"mono": 0, "low": 0}

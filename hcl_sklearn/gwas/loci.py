@@ -243,9 +243,9 @@ def _lead_table(ss, clump_of, leads, p1):
         np.minimum.at(lo, ks, ps)
         np.maximum.at(hi, ks, ps)
     return pd.DataFrame({
-        "chromosome": ss["chromosome"].to_numpy()[leads].astype(str).tolist(),
+        "chromosome": ss["chromosome"].iloc[leads].astype(str).tolist(),
         "base_pair_location": pos[leads],
-        "variant_id": ss["variant_id"].to_numpy()[leads].astype(str).tolist(),
+        "variant_id": ss["variant_id"].iloc[leads].astype(str).tolist(),
         "neg_log10_p": nlp[leads].astype(np.float64),
         "p_value": 10.0 ** -nlp[leads].astype(np.float64),
         "n_clumped": n_clumped.astype(np.int64),
