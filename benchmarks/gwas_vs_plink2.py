@@ -143,7 +143,7 @@ def kernel_rate(G, Y, C, threads, block, device, dtype="float64", repeats=3):
     backend = "numpy" if device == "cpu" else "torch"
     kern = AssociationKernel(Y.to_numpy(), Q, backend=backend, device=device, dtype=dtype)
     n, p = G.shape[0], Y.shape[1]
-    width = p + Q.shape[1]
+    width = p + Q.shape[1]                        # useful flops (kern.width is padded)
     m = min(G.shape[1], 8192)
     # decoded blocks as fit gets them: one row per SNP (G'), exact counts, with sums
     blocks = []
@@ -154,7 +154,7 @@ def kernel_rate(G, Y, C, threads, block, device, dtype="float64", repeats=3):
     n_workers = threads if device == "cpu" else 1
 
     def work(part):
-        prod = np.empty((block, width), dtype=dtype)
+        prod = np.empty((block, kern.width), dtype=dtype)
         outs = [np.empty((block, p)) for _ in range(4)]
         for Gt, gs, g2 in part:
             k = Gt.shape[0]

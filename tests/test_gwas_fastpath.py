@@ -59,7 +59,7 @@ def test_bed_block_reader_matches_bed_reader(tmp_path, n):
 def test_bed_source_only_for_local_plink(tmp_path):
     iid = _write_bed(tmp_path / "x.bed", 20, 10, seed=1)
     g = Genotypes.from_plink(tmp_path / "x")
-    path, n_file, index = bed_source(g.subset(np.array([4, 2, 7])))
+    _, n_file, index = bed_source(g.subset(np.array([4, 2, 7])))
     assert n_file == 20 and list(index) == [4, 2, 7]
     assert bed_source(Genotypes.from_array(np.zeros((20, 3)), iid)) is None
 
@@ -86,15 +86,25 @@ def cohort(tmp_path_factory):
     return g, G, iid, Y, cov
 
 
-def _same_fit(a, b, rtol):
+def _same_fit(a, b, rtol, float32=False):
     assert a.snp_qc_ == b.snp_qc_
     pd.testing.assert_frame_equal(a.snps_, b.snps_)
+    if float32:
+        # float32 products of differently blocked calls round differently: compare
+        # betas in units of their SE (relative errors of near-zero betas are large)
+        assert np.abs(a._beta - b._beta).max() < 1e-5 * a._se.min()
+        np.testing.assert_allclose(a._t, b._t, atol=1e-5)
+        np.testing.assert_allclose(a._log10_p, b._log10_p, atol=1e-5)
+        np.testing.assert_allclose(a._se, b._se, rtol=1e-6)
+        np.testing.assert_allclose(a._freq, b._freq, rtol=1e-12)
     for attr in ("_beta", "_se", "_t", "_log10_p", "_freq"):
-        np.testing.assert_allclose(getattr(a, attr), getattr(b, attr), rtol=rtol,
-                                   atol=1e-12, err_msg=attr)
+        if not float32:
+            np.testing.assert_allclose(getattr(a, attr), getattr(b, attr), rtol=rtol,
+                                       atol=1e-12, err_msg=attr)
+    rtol = 1e-5 if float32 else rtol
     np.testing.assert_allclose(a.lambda_gc_, b.lambda_gc_, rtol=rtol)
     for mod in a.loci_:
-        pd.testing.assert_frame_equal(a.loci_[mod], b.loci_[mod])
+        pd.testing.assert_frame_equal(a.loci_[mod], b.loci_[mod], rtol=rtol)
         pd.testing.assert_frame_equal(a.min_p_[mod], b.min_p_[mod], rtol=max(rtol, 1e-9))
 
 
@@ -114,17 +124,17 @@ def test_bed_fast_path_equals_generic_path(cohort, dtype, samples):
     snps = g.snps.copy()
     g_arr = Genotypes.from_array(G, iid, snps=snps)
     assert bed_source(g_arr) is None
-    kw = dict(covariates=cov, alpha=1e-3, maf=0.05, dtype=dtype)
+    kw = {"covariates": cov, "alpha": 1e-3, "maf": 0.05, "dtype": dtype}
     fast = CrossModalGWAS(g, block_size=128, n_jobs=2, **kw).fit(Y)
     slow = CrossModalGWAS(g_arr, block_size=1000, n_jobs=1, **kw).fit(Y)
     assert fast.snp_qc_["n_monomorphic"] >= 1 and fast.snp_qc_["n_low_maf"] > 0
     assert len(fast.leads_["t1"]) >= 1
     assert (fast.n_samples_ == Y.notna().sum()).all()
-    _same_fit(fast, slow, rtol=1e-9 if dtype == "float64" else 1e-6)
+    _same_fit(fast, slow, rtol=1e-9, float32=dtype == "float32")
 
 
 def test_threads_and_blocks_do_not_change_results(cohort, monkeypatch):
-    g, G, iid, Y, cov = cohort
+    g, _, _, Y, cov = cohort
     a = CrossModalGWAS(g, covariates=cov, alpha=1e-3, block_size=64, n_jobs=3).fit(Y)
     b = CrossModalGWAS(g, covariates=cov, alpha=1e-3, block_size=4096, n_jobs=1).fit(Y)
     _same_fit(a, b, rtol=1e-12)
@@ -135,7 +145,7 @@ def test_threads_and_blocks_do_not_change_results(cohort, monkeypatch):
 
 
 def test_ld_fast_path_equals_genotypes_read(cohort):
-    g, G, iid, Y, cov = cohort
+    g, G, iid, Y, _ = cohort
     g_arr = Genotypes.from_array(G, iid, snps=g.snps.copy())
     others = np.array([0, 3, 5, 9, 250, 699, 17])          # 3: monomorphic, 5: missing
     for samples in (None, Y.index):

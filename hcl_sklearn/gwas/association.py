@@ -267,8 +267,12 @@ class AssociationKernel:
             raise ValueError(f"dtype must be 'float64' or 'float32'; got {dtype!r}.")
         self.dtype = str(dtype)
         self._sqrt_df = float(np.sqrt(self.df))
-        # one product per block: G' [Y_r | Q] gives every g'y_r and Q'g
-        W = np.ascontiguousarray(np.column_stack([Yr, Q]), dtype=self.dtype)
+        # one product per block: G' [Y_r | Q] gives every g'y_r and Q'g; zero columns
+        # pad the width to a multiple of 4 (BLAS micro-kernels: no edge case, ~3% faster)
+        pad = -(Yr.shape[1] + Q.shape[1]) % 4
+        W = np.ascontiguousarray(np.column_stack([Yr, Q, np.zeros((len(Q), pad))]),
+                                 dtype=self.dtype)
+        self.width = W.shape[1]
         self.n_phenotypes = Yr.shape[1]
         if backend == "numpy":
             self._W = W
@@ -328,7 +332,8 @@ class AssociationKernel:
 
         In float32, ``G`` is centred first (``g_sum``: its column sums, computed if
         None; in place if ``overwrite_G`` and ``G`` is float32). ``out``: an array of
-        shape (n_snps, n_phenotypes + K + 1) and the kernel's dtype.
+        shape (n_snps, width) (``width``: ``n_phenotypes + K + 1`` rounded up to a
+        multiple of 4) and the kernel's dtype.
         """
         if self.dtype == "float32":
             if g_sum is None:
@@ -359,7 +364,7 @@ class AssociationKernel:
         constant given the covariates, whose statistics are NaN).
         """
         P = self.n_phenotypes
-        qg = prod[:, P:]
+        qg = prod[:, P:P + self.n_covariates + 1]
         q2 = np.einsum("ij,ij->i", qg, qg, dtype=np.float64)
         if self.dtype == "float32":
             g2c = g2 - g_sum * g_sum / self.n_samples    # of the centred genotypes

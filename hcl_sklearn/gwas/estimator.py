@@ -367,8 +367,7 @@ class CrossModalGWAS(BaseEstimator):
 
         def new_state():
             st = {"reader": None, "s_u": np.empty(bs), "g2_u": np.empty(bs),
-                  "prod": [np.empty((bs, g["kernel"].n_phenotypes + g["kernel"].n_covariates
-                                     + 1), dtype=dtype) for g in groups],
+                  "prod": [np.empty((bs, g["kernel"].width), dtype=dtype) for g in groups],
                   "sums": [(np.empty(bs), np.empty(bs)) for _ in groups]}
             if bed is not None:
                 path, n_file, snp_index = bed
