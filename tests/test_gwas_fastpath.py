@@ -138,9 +138,16 @@ def test_threads_and_blocks_do_not_change_results(cohort, monkeypatch):
     a = CrossModalGWAS(g, covariates=cov, alpha=1e-3, block_size=64, n_jobs=3).fit(Y)
     b = CrossModalGWAS(g, covariates=cov, alpha=1e-3, block_size=4096, n_jobs=1).fit(Y)
     _same_fit(a, b, rtol=1e-12)
-    # several decode + product sub-blocks (256 SNPs) inside one block
+    # several decode + product sub-blocks inside each block
     monkeypatch.setattr(estimator, "_SUB_BLOCK_BYTES", 1)
-    c = CrossModalGWAS(g, covariates=cov, alpha=1e-3, block_size=600, n_jobs=2).fit(Y)
+    monkeypatch.setattr(estimator, "_MIN_SUB_SNPS", 32)
+    calls = []
+    product = estimator.AssociationKernel.product
+    monkeypatch.setattr(estimator.AssociationKernel, "product",
+                        lambda self, G, *a, **k: calls.append(G.shape[1]) or
+                        product(self, G, *a, **k))
+    c = CrossModalGWAS(g, covariates=cov, alpha=1e-3, block_size=600, n_jobs=1).fit(Y)
+    assert max(calls) <= 32 < 600 and len(calls) > 3 * 700 / 600
     _same_fit(a, c, rtol=1e-12)
 
 

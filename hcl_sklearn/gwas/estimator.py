@@ -29,6 +29,7 @@ _CONTROLLER = []
 # bytes of float genotypes decoded and multiplied at a time by each thread (at least
 # 256 SNPs: each product also packs the (n_samples, P + K + 1) right-hand side)
 _SUB_BLOCK_BYTES = 2 ** 24
+_MIN_SUB_SNPS = 256
 
 
 def _blas():
@@ -70,9 +71,10 @@ class CrossModalGWAS(BaseEstimator):
         SNPs with minor allele frequency below ``maf`` (over the analysed samples) are
         not tested; monomorphic SNPs are never tested. Both are counted in ``snp_qc_``.
     block_size : int, default=2048
-        SNPs per unit of work (a thread's statistics arrays: memory ~ ``8 *
-        n_phenotypes * block_size`` bytes per array; genotypes are decoded and
-        multiplied in sub-blocks of ~16 MB of float64 genotypes, at least 256 SNPs).
+        Most SNPs per unit of work (fewer when that gives each thread ~8 units; a
+        thread's statistics arrays take ~ ``8 * n_phenotypes * block_size`` bytes each;
+        genotypes are decoded and multiplied in sub-blocks of ~16 MB of float64
+        genotypes, at least 256 SNPs).
     device : str, default='cpu'
         ``'cpu'`` (numpy BLAS) or a torch device (``'cuda'``, ``'cuda:1'``) for the
         matrix products.
@@ -337,18 +339,20 @@ class CrossModalGWAS(BaseEstimator):
         beta, se, tst, lp = (np.empty((M, P)) for _ in range(4))
         freq = np.empty((M, len(groups)))
         tested = np.zeros(M, dtype=bool)
-        bs = int(self.block_size)
-        starts = list(range(0, M, bs))
         # all genotyped samples in file order: read without a row index (faster)
         same_rows = len(union_ids) == geno.n_samples and union_ids.equals(geno.iid)
         rows_u = None if same_rows else geno.align(union_ids)
         n_u = len(union_ids)
         bed = bed_source(geno)
         # decode + product in sub-blocks whose float genotypes stay in cache
-        sub = int(min(bs, max(256, _SUB_BLOCK_BYTES // (8 * max(n_u, 1)))))
-        n_sub = -(-bs // sub)
-        sub = -(-bs // n_sub)                       # equal sub-blocks
-        n_workers = min(n_threads, len(starts)) if backend == "numpy" else 1
+        sub = max(_MIN_SUB_SNPS, _SUB_BLOCK_BYTES // (8 * max(n_u, 1)))
+        # units of work: at most block_size SNPs, at least ~8 per thread (balance)
+        n_par = n_threads if backend == "numpy" else 1
+        bs = int(min(self.block_size, max(sub, -(-M // (8 * n_par)))))
+        sub = min(sub, bs)
+        sub = -(-bs // -(-bs // sub))                   # equal sub-blocks
+        starts = list(range(0, M, bs))
+        n_workers = min(n_par, len(starts))
         dtype = np.float32 if str(self.dtype) == "float32" else np.float64
         qc = {"mono": 0, "low": 0}
         lock = threading.Lock()
