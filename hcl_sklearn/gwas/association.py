@@ -254,12 +254,13 @@ class AssociationKernel:
                 f"{self.n_covariates} covariates; need more samples or fewer covariates."
             )
         # centre then scale phenotypes: beta is rescaled back, t is scale-free
-        Yr = Y - Q @ (Q.T @ Y)
-        self.y_scale = np.sqrt((Yr * Yr).sum(axis=0))
-        const = self.y_scale <= 1e-12 * np.maximum(1.0, np.sqrt((Y * Y).sum(axis=0)))
+        Yr = Q @ (Q.T @ Y)
+        np.subtract(Y, Yr, out=Yr)
+        self.y_scale = np.sqrt(np.einsum("ij,ij->j", Yr, Yr))
+        const = self.y_scale <= 1e-12 * np.maximum(1.0, np.sqrt(np.einsum("ij,ij->j", Y, Y)))
         self.constant = const
         self.y_scale = np.where(const, 1.0, self.y_scale)
-        Yr = Yr / self.y_scale
+        Yr /= self.y_scale
         self.backend, self.device = backend, device
         self._log_p = None
         self._log_p_lock = threading.Lock()
@@ -442,8 +443,8 @@ class StudentLogP:
     the default ``h = 2e-4``: the second derivative of ``ln p`` is below 1.3 in absolute
     value for every df); beyond ``t_max`` the exact function. The table itself is built
     from exact values (:func:`t_log_pvalue`) and exact derivatives
-    (``d ln p / dt = -2 f(t) / p``, ``f`` the density) at spacing ``0.02``, by cubic
-    Hermite interpolation (error < 1e-9 for every df). About 20x faster than evaluating
+    (``d ln p / dt = -2 f(t) / p``, ``f`` the density) at spacing ~0.02 (a multiple of
+    ``h``), by cubic Hermite interpolation (error < 1e-9 for every df; a few ms). About 20x faster than evaluating
     the incomplete beta function for every statistic.
 
     Examples
@@ -455,26 +456,26 @@ class StudentLogP:
     True
     """
 
-    _COARSE = 0.02
-
     def __init__(self, df, t_max=40.0, h=2e-4):
         self.df, self.t_max, self.h = df, float(t_max), float(h)
         n = int(np.ceil(self.t_max / self.h)) + 2
-        hc = self._COARSE
-        nc = int(np.ceil((n - 1) * self.h / hc)) + 2
-        tc = np.arange(nc) * hc
+        k = max(1, int(round(0.02 / self.h)))             # coarse spacing ~0.02
+        hc = k * self.h
+        nc = -(-n // k)                                  # coarse intervals
+        tc = np.arange(nc + 1) * hc
         yc = t_log_pvalue(tc, df)
         dc = -2.0 * np.exp(_log_density(tc, float(df)) - yc) * hc
-        u = np.arange(n) * (self.h / hc)
-        i = np.minimum(u.astype(np.intp), nc - 2)
-        s = u - i
-        s2, s1 = s * s, 1.0 - s
-        # cubic Hermite basis on [tc[i], tc[i + 1]]
-        grid = (s1 * s1 * ((1.0 + 2.0 * s) * yc[i] + s * dc[i])
-                + s2 * ((3.0 - 2.0 * s) * yc[i + 1] + (s - 1.0) * dc[i + 1]))
+        # cubic Hermite basis at the k fine points of an interval: one small product
+        u = np.arange(k) / k
+        basis = np.stack([(1.0 + 2.0 * u) * (1.0 - u) ** 2, u * (1.0 - u) ** 2,
+                          u * u * (3.0 - 2.0 * u), u * u * (u - 1.0)])
+        ends = np.column_stack([yc[:-1], dc[:-1], yc[1:], dc[1:]])
+        grid = (ends @ basis).ravel()[:n]
         grid[0] = 0.0
         self._grid = grid
-        self._slope = np.append(np.diff(grid), 0.0)
+        self._slope = np.empty(n)
+        np.subtract(grid[1:], grid[:-1], out=self._slope[:-1])
+        self._slope[-1] = 0.0
         self._n_in = float(n - 2)      # u = |t| / h below this: interpolate in the table
         self._inv_h = 1.0 / self.h
 
