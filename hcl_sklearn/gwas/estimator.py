@@ -274,10 +274,13 @@ class CrossModalGWAS(BaseEstimator):
         Y = self._check_frame(Y, "Y")
         if Y.shape[1] == 0 or Y.shape[0] == 0:
             raise ValueError(f"Y is empty (shape {Y.shape}); give one column per phenotype.")
-        if np.isinf(Y.to_numpy()).any():
-            bad = Y.columns[np.isinf(Y.to_numpy()).any(axis=0)].tolist()[:10]
+        Yv = Y.to_numpy()                                # one float64 copy of Y
+        inf = np.isinf(Yv)
+        if inf.any():
+            bad = Y.columns[inf.any(axis=0)].tolist()[:10]
             raise ValueError(f"Y columns {bad} contain inf; set those values to NaN.")
         Y.columns = Y.columns.astype(str)
+        col_names = Y.columns.tolist()
         ids = Y.index
         geno_rows = geno.align(ids)  # SampleMismatchError (a ValueError) names the ids
         del geno_rows
@@ -295,7 +298,7 @@ class CrossModalGWAS(BaseEstimator):
         else:
             C = pd.DataFrame(index=ids)
             complete = np.ones(len(ids), dtype=bool)
-        observed = Y.notna().to_numpy() & complete[:, None]
+        observed = ~np.isnan(Yv) & complete[:, None]
         empty = Y.columns[observed.sum(axis=0) == 0].tolist()
         if empty:
             raise ValueError(f"Phenotypes {empty[:10]} have no observed value with complete "
@@ -309,10 +312,10 @@ class CrossModalGWAS(BaseEstimator):
             patterns.setdefault(obs_u[:, j].tobytes(), []).append(j)
         groups = []
         Cu = C.to_numpy()[union]
-        Yu = Y.to_numpy()[union]
+        Yu = Yv[union]
         for cols in patterns.values():
             rows = np.flatnonzero(obs_u[:, cols[0]])
-            names = [Y.columns[j] for j in cols]
+            names = [col_names[j] for j in cols]
             Q = covariate_basis(Cu[rows], names=list(C.columns))
             try:
                 kern = AssociationKernel(Yu[np.ix_(rows, cols)], Q, backend=backend,
@@ -357,13 +360,14 @@ class CrossModalGWAS(BaseEstimator):
         qc = {"mono": 0, "low": 0}
         lock = threading.Lock()
         # per modality, the minimum p across its dimensions (for the loci), per block
-        self.phenotypes_ = list(Y.columns)
+        self.phenotypes_ = col_names
         self.modalities_ = {}
         for c in self.phenotypes_:
             self.modalities_.setdefault(modality_of(c), []).append(c)
+        col_of = {c: j for j, c in enumerate(col_names)}
         mod_cols = []
         for cols in self.modalities_.values():
-            j = np.array([self.phenotypes_.index(c) for c in cols])
+            j = np.array([col_of[c] for c in cols])
             contiguous = bool(np.all(np.diff(j) == 1))
             mod_cols.append(slice(j[0], j[-1] + 1) if contiguous else j)
         min_lp = np.empty((M, len(mod_cols)))
