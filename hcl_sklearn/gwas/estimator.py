@@ -14,7 +14,7 @@ from sklearn.base import BaseEstimator
 
 from ._bed import BedBlockReader, bed_source
 from .association import AssociationKernel, covariate_basis
-from .loci import clump_positions, loci_from_clumps, overlap_loci, _lead_table
+from .loci import _LD, _lead_table, clump_positions, loci_from_clumps, overlap_loci
 from ..subjects import SubjectMismatchError, describe_mismatch
 from .sumstats import long_frame, write_parquet, write_tsv_gz
 
@@ -563,8 +563,9 @@ class CrossModalGWAS(BaseEstimator):
         snps = self.snps_
         # the frames reuse the snps_ columns (no string conversion per modality)
         chrom_s, vid_s = snps["chrom"], snps["variant_id"]
-        chrom = chrom_s.to_numpy().astype(str)
+        chrom = pd.factorize(chrom_s)[0]             # integer codes for the clumping
         bp = snps["pos"].to_numpy(dtype=np.int64)
+        ld = _LD(self._geno, self._samples)          # one LD reader for all modalities
         for mi, (mod, cols) in enumerate(self.modalities_.items()):
             mlp, best = min_lp[:, mi], min_at[:, mi]
             # no p-value at all (inf from the NaN filling): NaN
@@ -583,7 +584,7 @@ class CrossModalGWAS(BaseEstimator):
             clump_of, leads = clump_positions(
                 chrom, bp, mnlp, self._tested_pos,
                 self._geno, samples=self._samples, p1=thr, p2=max(self.clump_p2, thr),
-                r2=self.clump_r2, window=int(self.clump_window))
+                r2=self.clump_r2, window=int(self.clump_window), ld=ld)
             lead_tab = _lead_table(mp, clump_of, leads, thr)
             lead_tab["phenotype"] = np.asarray(cols, dtype=object)[best[leads]]
             self.leads_[mod] = lead_tab

@@ -91,7 +91,7 @@ class _LD:
 
 
 def clump_positions(chromosome, position, neg_log10_p, geno_index, genotypes, samples=None,
-                    p1=5e-8, p2=1e-2, r2=0.1, window=250_000):
+                    p1=5e-8, p2=1e-2, r2=0.1, window=250_000, ld=None):
     """Plink-like LD clumping on arrays; r^2 read from ``genotypes`` around each index SNP.
 
     Parameters
@@ -107,6 +107,8 @@ def clump_positions(chromosome, position, neg_log10_p, geno_index, genotypes, sa
     p1, p2, r2, window :
         Index threshold, clumped-SNP threshold, r^2 threshold (strictly greater) and
         half window in bp.
+    ld : object, optional
+        An LD reader for ``(genotypes, samples)`` shared between calls (internal).
 
     Returns
     -------
@@ -117,7 +119,9 @@ def clump_positions(chromosome, position, neg_log10_p, geno_index, genotypes, sa
     """
     if not 0 < p1 <= p2 <= 1:
         raise ValueError(f"Clumping needs 0 < p1 <= p2 <= 1; got p1={p1}, p2={p2}.")
-    chrom = np.asarray(chromosome).astype(str)
+    chrom = np.asarray(chromosome)
+    if not np.issubdtype(chrom.dtype, np.integer):     # integer codes are kept as they are
+        chrom = chrom.astype(str)
     pos = np.asarray(position, dtype=np.int64)
     nlp = np.asarray(neg_log10_p, dtype=np.float64)
     gidx = np.asarray(geno_index, dtype=np.intp)
@@ -127,20 +131,20 @@ def clump_positions(chromosome, position, neg_log10_p, geno_index, genotypes, sa
     cand = np.flatnonzero(nlp >= t1)
     cand = cand[np.lexsort((pos[cand], -nlp[cand]))]
     eligible = nlp >= t2
-    # per chromosome, SNPs sorted by position for window look-ups
+    # per chromosome of an index SNP, eligible SNPs sorted by position (window look-ups)
     by_chrom = {}
-    for c in np.unique(chrom[eligible]):
-        rows = np.flatnonzero(eligible & (chrom == c))
-        rows = rows[np.argsort(pos[rows], kind="stable")]
-        by_chrom[c] = (rows, pos[rows])
     leads = []
-    ld = None
     for i in cand:
         if clump_of[i] >= 0:
             continue
         clump_of[i] = i
         leads.append(i)
-        rows, rpos = by_chrom[chrom[i]]
+        c = chrom[i]
+        if c not in by_chrom:
+            rows = np.flatnonzero(eligible & (chrom == c))
+            rows = rows[np.argsort(pos[rows], kind="stable")]
+            by_chrom[c] = (rows, pos[rows])
+        rows, rpos = by_chrom[c]
         lo = np.searchsorted(rpos, pos[i] - window, side="left")
         hi = np.searchsorted(rpos, pos[i] + window, side="right")
         near = rows[lo:hi]
