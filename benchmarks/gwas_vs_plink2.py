@@ -211,7 +211,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--block", type=int, default=2048)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--skip-plink2", action="store_true")
     ap.add_argument("--child-root", help=argparse.SUPPRESS)
     ap.add_argument("--child-m", type=int, help=argparse.SUPPRESS)
