@@ -204,3 +204,27 @@ def test_bgen_reader_matches_plink_source(toy_plink, tmp_path):
     np.testing.assert_allclose(gb.stats()["missing_rate"], np.isnan(G).mean(axis=0))
     with pytest.raises(GenotypeFileError, match="not found"):
         Genotypes.from_bgen(tmp_path / "absent.bgen")
+
+
+def test_malformed_fam_and_bim_are_named(toy_plink, tmp_path):
+    """.fam/.bim are parsed by pandas; a wrong column count, a non-integer position or
+    an empty file raises GenotypeFileError naming the file and what is wrong."""
+    prefix, G, iid = toy_plink
+    bad = tmp_path / "bad"
+    for ext in (".bed", ".bim", ".fam"):
+        shutil.copy(str(prefix) + ext, str(bad) + ext)
+    ok = Genotypes.from_plink(bad)
+    assert list(ok.iid) == list(Genotypes.from_plink(prefix).iid)
+    bim = open(str(prefix) + ".bim").read().splitlines()
+    open(str(bad) + ".bim", "w").write("\n".join(" ".join(line.split()[:5]) for line in bim))
+    with pytest.raises(GenotypeFileError, match=r"bad\.bim has 5 columns"):
+        Genotypes.from_plink(bad)
+    fields = [line.split() for line in bim]
+    fields[0][3] = "12x"
+    open(str(bad) + ".bim", "w").write("\n".join("\t".join(f) for f in fields))
+    with pytest.raises(GenotypeFileError, match="must be integers"):
+        Genotypes.from_plink(bad)
+    shutil.copy(str(prefix) + ".bim", str(bad) + ".bim")
+    open(str(bad) + ".fam", "w").write("")
+    with pytest.raises(GenotypeFileError, match=r"bad\.fam is empty"):
+        Genotypes.from_plink(bad)

@@ -49,6 +49,24 @@ def _describe_mismatch(requested, available, what="genotype IIDs"):
         "the common ids first."))
 
 
+def _read_plink_text(path, n_columns, names):
+    """Whitespace-separated PLINK ``.fam``/``.bim`` as a frame of strings."""
+    try:
+        frame = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, engine="c",
+                            keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise GenotypeFileError(f"{path} is empty: a PLINK 1 file set needs at least one "
+                                "sample in the .fam and one SNP in the .bim.") from None
+    except pd.errors.ParserError as exc:
+        raise GenotypeFileError(f"Could not parse {path}: {exc}") from exc
+    if frame.shape[1] != n_columns:
+        raise GenotypeFileError(
+            f"{path} has {frame.shape[1]} columns; a PLINK 1 file of this kind has "
+            f"{n_columns} ({names})."
+        )
+    return frame
+
+
 class Genotypes:
     """Allele counts of ``n_samples`` subjects at ``n_snps`` SNPs, read block by block.
 
@@ -126,12 +144,15 @@ class Genotypes:
                 f"{paths['.bed']} is not a SNP-major PLINK 1 .bed file (bad magic bytes "
                 f"{magic!r}). Re-export it with plink --make-bed."
             )
+        fam = _read_plink_text(paths[".fam"], 6, "FID IID father mother sex phenotype")
+        bim = _read_plink_text(paths[".bim"], 6, "chromosome id cM position A1 A2")
+        n, m = len(fam), len(bim)
         try:
-            bed = open_bed(paths[".bed"], count_A1=True, num_threads=num_threads)
-            n, m = bed.iid_count, bed.sid_count
-        except Exception as exc:  # malformed .fam/.bim text
+            pos = bim[3].astype(np.int64)
+        except ValueError as exc:
             raise GenotypeFileError(
-                f"Could not parse the .fam/.bim of {prefix}: {exc}"
+                f"Could not parse the .bim of {prefix}: base-pair positions (column 4) "
+                f"must be integers ({exc})."
             ) from exc
         expected = 3 + ((n + 3) // 4) * m
         actual = os.path.getsize(paths[".bed"])
@@ -141,15 +162,15 @@ class Genotypes:
                 f"(.bim) need {expected}: the file is truncated or does not belong to "
                 "this .bim/.fam. Re-copy or re-export the file set."
             )
-        snps = pd.DataFrame({
-            "chrom": np.asarray(bed.chromosome).astype(str),
-            "pos": np.asarray(bed.bp_position).astype(np.int64),
-            "variant_id": np.asarray(bed.sid).astype(str),
-            "a1": np.asarray(bed.allele_1).astype(str),
-            "a2": np.asarray(bed.allele_2).astype(str),
-        })
+        # with the counts given, bed-reader reads no .fam/.bim text itself: pandas' C
+        # parser above is several times faster than its own
+        bed = open_bed(paths[".bed"], count_A1=True, num_threads=num_threads,
+                       iid_count=n, sid_count=m)
+        snps = pd.DataFrame({"chrom": bim[0], "pos": pos, "variant_id": bim[1],
+                             "a1": bim[4], "a2": bim[5]})
+        iid = fam[1]
         logger.info("Opened %s: %d samples x %d SNPs", prefix, n, m)
-        return cls(bed, bed.iid, snps, description=prefix)
+        return cls(bed, iid, snps, description=prefix)
 
     @classmethod
     def from_bgen(cls, path, sample_path=None):
