@@ -59,6 +59,18 @@ def estimator_params(a):
                 device=a.device, random_state=0)
 
 
+def moco_step(module, crit, opt, x, device):
+    """One plain-PyTorch MoCo training step on batch ``x``; returns the loss."""
+    opt.zero_grad()
+    with autocast_context(device, "auto"):
+        q1, q2, k1, k2 = module.forward_train(x)
+        loss = crit(q1, q2, k1, k2, *module.negatives())
+    loss.backward()
+    module.enqueue(k1, k2)
+    opt.step()
+    return loss
+
+
 def bare_fit(pairs, a, device, queue_size):
     """One epoch of MoCo in plain PyTorch: the reference point for the overhead.
 
@@ -79,14 +91,7 @@ def bare_fit(pairs, a, device, queue_size):
                         num_workers=a.num_workers, pin_memory=device.type == "cuda")
     module.train()
     for x in loader:
-        x = x.to(device, non_blocking=True)
-        opt.zero_grad()
-        with autocast_context(device, "auto"):
-            q1, q2, k1, k2 = module.forward_train(x)
-            loss = crit(q1, q2, k1, k2, *module.negatives())
-        loss.backward()
-        module.enqueue(k1, k2)
-        opt.step()
+        loss = moco_step(module, crit, opt, x.to(device, non_blocking=True), device)
         float(loss.detach())  # the estimator reads the loss every batch too
     _sync(device)
     return time.perf_counter() - t0, module
@@ -159,13 +164,7 @@ def main():
     _sync(device)
     t0 = time.perf_counter()
     for x in batches:
-        opt.zero_grad()
-        with autocast_context(device, "auto"):
-            q1, q2, k1, k2 = module.forward_train(x)
-            loss = crit(q1, q2, k1, k2, *module.negatives())
-        loss.backward()
-        module.enqueue(k1, k2)
-        opt.step()
+        moco_step(module, crit, opt, x, device)
     _sync(device)
     t_model = time.perf_counter() - t0
     print(f"data loader     {a.n / t_load:8.2f} subjects/s   model step "

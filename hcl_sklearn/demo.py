@@ -315,26 +315,6 @@ def _stage_evaluation(cfg, results):
     return out
 
 
-def _merge_windows(chrom, pos, pad):
-    """Pad positions by ``pad`` bp and merge overlapping windows per chromosome."""
-    rows = []
-    frame = pd.DataFrame({"chromosome": np.asarray(chrom).astype(str),
-                          "start": np.asarray(pos, dtype=np.int64) - pad,
-                          "end": np.asarray(pos, dtype=np.int64) + pad})
-    for c, g in frame.sort_values(["chromosome", "start"]).groupby("chromosome", sort=False):
-        cur = None
-        for st, en in zip(g["start"], g["end"]):
-            if cur is not None and st <= cur[2]:
-                cur[2] = max(cur[2], en)
-            else:
-                if cur is not None:
-                    rows.append(cur)
-                cur = [c, st, en]
-        if cur is not None:
-            rows.append(cur)
-    return pd.DataFrame(rows, columns=["chromosome", "start", "end"])
-
-
 def _overlaps(a, b):
     """For each interval of ``a``: does it overlap any interval of ``b``?"""
     hit = np.zeros(len(a), dtype=bool)
@@ -374,7 +354,11 @@ def _stage_truth(cfg, results):
     gw = results.get("gwas")
     causal = truth.causal.merge(_bunch_get(sim["cohort"], "snps")[["variant_id", "chrom", "pos"]],
                                 on="variant_id", how="left")
-    regions = _merge_windows(causal["chrom"], causal["pos"], 125_000)
+    merge_intervals = _need("gwas.loci", "merge_intervals")
+    pos = causal["pos"].to_numpy(dtype=np.int64)
+    regions = merge_intervals(pd.DataFrame({
+        "chromosome": causal["chrom"].astype(str), "start": pos - 125_000,
+        "end": pos + 125_000}))[["chromosome", "start", "end"]]
     out["summary"] = {"causal SNPs": len(causal), "causal regions (±125 kb, merged)":
                       len(regions)}
     if isinstance(gw, dict):
@@ -384,7 +368,6 @@ def _stage_truth(cfg, results):
             found = pd.concat([lo[["chromosome", "start", "end"]] for lo in loci.values()],
                               ignore_index=True) if loci else pd.DataFrame(
                 columns=["chromosome", "start", "end"])
-            found = _merge_windows([], [], 0) if found.empty else found
             hit = _overlaps(regions, found) if len(found) else np.zeros(len(regions), bool)
             true_loci = _overlaps(found, regions) if len(found) else np.zeros(0, bool)
             power[LABELS[kind]] = {
@@ -584,6 +567,17 @@ def _plt():
     return plt
 
 
+def _grouped_bars(ax, table, cols):
+    """One group of bars per column of ``cols``, one bar per embedding (row of ``table``,
+    indexed by its label), in the embedding's colour."""
+    width = 0.8 / len(table)
+    for i, (name, row) in enumerate(table.iterrows()):
+        kind = next(k for k in EMBEDDINGS if LABELS[k] == name)
+        ax.bar(np.arange(len(cols)) + i * width, row[cols].astype(float), width, label=name,
+               color=COLORS[kind])
+    ax.set_xticks(np.arange(len(cols)) + width * (len(table) - 1) / 2, cols)
+
+
 def _kinds(d):
     return [k for k in EMBEDDINGS if k in d]
 
@@ -662,14 +656,9 @@ def _section_alignment(sec, results, cfg, timings):
     plt = _plt()
     cols = [c for c in ("top1", "recall@5", "recall@10") if c in table.columns]
     fig, ax = plt.subplots(figsize=(5.5, 3))
-    width = 0.8 / len(table)
-    for i, (name, row) in enumerate(table.iterrows()):
-        kind = next(k for k in EMBEDDINGS if LABELS[k] == name)
-        ax.bar(np.arange(len(cols)) + i * width, row[cols].astype(float), width, label=name,
-               color=COLORS[kind])
+    _grouped_bars(ax, table, cols)
     if "chance_top1" in table.columns:
         ax.axhline(float(table["chance_top1"].iloc[0]), color="k", ls=":", label="chance top-1")
-    ax.set_xticks(np.arange(len(cols)) + width * (len(table) - 1) / 2, cols)
     ax.set_ylabel("fraction of subjects")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
@@ -797,12 +786,7 @@ def _section_loci(sec, results, cfg, timings):
     sec.add_table(comp[cols], "Loci found")
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3))
-    width = 0.8 / len(comp)
-    for i, (name, row) in enumerate(comp.iterrows()):
-        kind = next(k for k in EMBEDDINGS if LABELS[k] == name)
-        ax.bar(np.arange(len(cols)) + i * width, row[cols].astype(float), width, label=name,
-               color=COLORS[kind])
-    ax.set_xticks(np.arange(len(cols)) + width * (len(comp) - 1) / 2, cols)
+    _grouped_bars(ax, comp, cols)
     ax.set_ylabel("loci")
     ax.legend(fontsize=8)
     fig.tight_layout()
