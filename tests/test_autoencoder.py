@@ -56,6 +56,8 @@ def test_masked_mse_equals_hand_computation():
     # 3 mask voxels: (0,...,1,1,1) recon 1.3 vs 2; (1,0,0,0,0) 2.7 vs 1; (1,0,1,0,0) 3.6 vs -1
     hand = ((1.3 - 2) ** 2 + (2.7 - 1) ** 2 + (3.6 + 1) ** 2) / 3
     got = float(masked_mse(torch.from_numpy(recon), torch.from_numpy(target)))
+    # float32 inputs (1.3 etc. rounded: u relative, x2 through the square of differences
+    # >= 0.7) and a 3-term float32 sum: <= ~10 u = 6e-7; rel 1e-6 = 17 u
     assert got == pytest.approx(hand, rel=1e-6)
     # background voxels do not count
     recon2 = recon.copy()
@@ -75,8 +77,12 @@ def test_net_loss_is_mean_of_per_modality_masked_mse():
     net.history.new_batch()
     loss = net.get_loss((torch.from_numpy(recon), None), None, X=torch.from_numpy(X))
     per = [masked_mse_numpy(recon[:, c], X[:, c]) for c in range(2)]
-    assert float(loss) == pytest.approx(np.mean(per), rel=1e-5)
-    assert net.history[-1, "batches", -1, "valid_loss_t2"] == pytest.approx(per[1], rel=1e-5)
+    # float32 sums of n = 240 positive terms in any order, torch and numpy: each within
+    # gamma_n = n u / (1 - n u) = 1.4e-5 relative (Higham, Lemma 3.1), so 2 gamma_n apart
+    n = X[:, 0].size
+    rel = 2 * n * 2.0 ** -24 / (1 - n * 2.0 ** -24)
+    assert float(loss) == pytest.approx(np.mean(per), rel=rel)
+    assert net.history[-1, "batches", -1, "valid_loss_t2"] == pytest.approx(per[1], rel=rel)
 
 
 def test_masked_mse_shape_mismatch():
@@ -138,7 +144,9 @@ def test_transform_columns_and_ids(fitted, cohort, tmp_path):
     ids = cohort.subject_ids[12:16]
     df = fitted.transform(PairedVolumes(X, target_shape=None, subject_ids=ids))
     assert list(df.index) == list(ids) and list(df.columns) == list(names)
-    np.testing.assert_allclose(df.to_numpy(), Z, rtol=1e-5, atol=1e-6)
+    # the same arrays through the same code in the same batches: bit-identical (measured
+    # under the SkylakeX/avx512, Haswell/avx2 and Sandybridge/default kernels)
+    np.testing.assert_array_equal(df.to_numpy(), Z)
     # DataFrame of NIfTI paths -> DataFrame indexed by its index
     rows = {}
     for sid, pair in zip(ids, X):
@@ -151,7 +159,7 @@ def test_transform_columns_and_ids(fitted, cohort, tmp_path):
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=["t1", "t2"])
     out = fitted.transform(frame)
     assert list(out.index) == list(ids)
-    np.testing.assert_allclose(out.to_numpy(), Z, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(out.to_numpy(), Z)  # float32 NIfTI round trip is exact
     # set_output on array input
     est = pickle.loads(pickle.dumps(fitted)).set_output(transform="pandas")
     assert list(est.transform(X).columns) == list(names)
@@ -190,6 +198,16 @@ def test_pipeline_in_cross_val_score(cohort):
 
 
 def test_it_learns_to_reconstruct_inside_the_mask(cohort):
+    """16 epochs on 16 training subjects reduce the masked MSE, also on 4 held-out ones,
+    and reconstruct better than the trivial predictor.
+
+    Measured spread (estimator seeds 0-4; kernels SkylakeX/avx512 and Sandybridge/default
+    with 1 thread, Haswell/avx2 with 2): final / first training loss 0.26-0.46, best /
+    first validation loss 0.35-0.65, reconstruction MSE / trivial MSE per modality
+    0.25-0.85 (mean of the two modalities 0.40-0.67; seed 0: 0.45-0.56). Asserted: < 0.6,
+    < 0.75, mean of the modalities < 0.8 and each < 0.95 (the worst seed's T1, 0.85, is
+    still clearly better than trivial; per-modality 0.7 would fail seed 3).
+    """
     est = AutoencoderEmbedder(latent_dim=16, base_channels=4, max_epochs=16, batch_size=4,
                               lr=2e-3, validation_fraction=0.2, random_state=0)
     est.fit(cohort.X[:20])
@@ -203,15 +221,17 @@ def test_it_learns_to_reconstruct_inside_the_mask(cohort):
     X = cohort.X[:20]
     pre = PairedVolumes(X, target_shape=None).to_array()
     recon = est.reconstruct(X)
-    for c in range(2):
-        mse = masked_mse_numpy(recon[:, c], pre[:, c])
-        trivial = masked_mse_numpy(np.zeros_like(pre[:, c]), pre[:, c])
-        assert mse < 0.7 * trivial, (c, mse, trivial)
+    ratios = [masked_mse_numpy(recon[:, c], pre[:, c])
+              / masked_mse_numpy(np.zeros_like(pre[:, c]), pre[:, c]) for c in range(2)]
+    assert np.mean(ratios) < 0.8 and max(ratios) < 0.95, ratios
     # the kept weights are those of the best validation epoch: recompute that epoch's
     # valid loss by hand on the held-out subjects (4 subjects = one validation batch)
     valid_idx = np.asarray(est.validation_ids_, dtype=int)
     assert len(valid_idx) == 4 and est.best_epoch_ == int(np.argmin(valid)) + 1
     hand = np.mean([masked_mse_numpy(recon[valid_idx, c], pre[valid_idx, c]) for c in range(2)])
+    # same weights, same 4 subjects in one batch; float32 sums of ~5000 masked voxels
+    # per modality in another order: measured <= 1.2e-7 relative over the seeds and
+    # kernels above (the worst-case bound gamma_n ~ 3e-4 is far looser); 1e-4 is ~800x
     assert hand == pytest.approx(min(valid), rel=1e-4)
 
 
