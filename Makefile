@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test install clean
+.PHONY: demo test test-kernels install clean
 
 $(BIN)/.hcl-installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,5 +26,11 @@ demo: $(BIN)/.hcl-installed
 test: $(BIN)/.hcl-installed
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
+# By hand, not in CI: the whole suite under three OpenBLAS/torch kernels x 1 and 2 threads
+# (about 6 x 2-3 min); extra pytest arguments after --, e.g. KERNEL_ARGS="-- -k gwas"
+KERNEL_ARGS ?=
+test-kernels: $(BIN)/.hcl-installed
+	$(BIN)/python tests/kernel_matrix.py $(KERNEL_ARGS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache hcl_report
+	rm -rf $(VENV) build *.egg-info .pytest_cache hcl_report kernel_runs

@@ -30,7 +30,7 @@ from .callbacks import NonFiniteLossGuard, RestoreBestValidLoss
 from .nn.runtime import (
     PRECISIONS,
     autocast_context,
-    needs_grad_scaler,
+    make_grad_scaler,
     resolve_device,
     seed_everything,
 )
@@ -82,8 +82,7 @@ class MaskedReconstructionNet(NeuralNet):
 
     def initialize(self):
         super().initialize()
-        self.scaler_ = (torch.amp.GradScaler(torch.device(self.device).type)
-                        if needs_grad_scaler(self.device, self.precision) else None)
+        self.scaler_ = make_grad_scaler(self.device, self.precision)
         return self
 
     def infer(self, x, **fit_params):

@@ -43,7 +43,7 @@ from .callbacks import NonFiniteLossGuard, RestoreBestValidLoss, ValidationAlign
 from .nn.moco import MomentumContrast, SymmetricInfoNCE
 from .nn.runtime import (
     autocast_context,
-    needs_grad_scaler,
+    make_grad_scaler,
     resolve_device,
     resolve_precision,
     seed_everything,
@@ -146,8 +146,7 @@ class MoCoNet(NeuralNet):
 
     def initialize(self):
         super().initialize()
-        scaler = needs_grad_scaler(self.device, self.precision)
-        self.grad_scaler_ = torch.amp.GradScaler("cuda") if scaler else None
+        self.grad_scaler_ = make_grad_scaler(self.device, self.precision)
         return self
 
     def get_all_learnable_params(self):
@@ -174,10 +173,13 @@ class MoCoNet(NeuralNet):
     def train_step(self, batch, **fit_params):
         self._zero_grad_optimizer()
         step = self.train_step_single(batch, **fit_params)
+        scaler = getattr(self, "grad_scaler_", None)
+        if scaler is not None:
+            # callbacks (e.g. gradient clipping) must see the true gradients
+            scaler.unscale_(self.optimizer_)
         self.notify("on_grad_computed",
                     named_parameters=TeeGenerator(self.get_all_learnable_params()),
                     batch=batch, training=True)
-        scaler = getattr(self, "grad_scaler_", None)
         if scaler is not None:
             scaler.step(self.optimizer_)
             scaler.update()

@@ -197,6 +197,7 @@ def test_pipeline_in_cross_val_score(cohort):
                 .get_feature_names_out()[[0, 4]]) == ["t1_pc000", "t2_pc000"]
 
 
+@pytest.mark.slow
 def test_it_learns_to_reconstruct_inside_the_mask(cohort):
     """16 epochs on 16 training subjects reduce the masked MSE, also on 4 held-out ones,
     and reconstruct better than the trivial predictor.

@@ -21,6 +21,7 @@ __all__ = [
     "PRECISIONS",
     "autocast_context",
     "needs_grad_scaler",
+    "make_grad_scaler",
     "resolve_device",
     "resolve_precision",
     "seed_everything",
@@ -123,6 +124,25 @@ def autocast_context(device, precision="auto"):
 def needs_grad_scaler(device, precision="auto"):
     """Whether training at this precision needs a :class:`torch.amp.GradScaler` (fp16 only)."""
     return resolve_precision(device, precision) is torch.float16
+
+
+def make_grad_scaler(device, precision="auto"):
+    """A :class:`torch.amp.GradScaler` for the device's type when fp16 needs one, else None.
+
+    The scaler is built for the device the model runs on (``'cuda'`` or ``'cpu'``), so
+    the fp16 path scales and unscales the loss on a CPU exactly as on a GPU.
+
+    Examples
+    --------
+    >>> from hcl_sklearn.nn.runtime import make_grad_scaler
+    >>> make_grad_scaler("cpu", "fp32") is None
+    True
+    >>> make_grad_scaler("cpu", "fp16").is_enabled()
+    True
+    """
+    if not needs_grad_scaler(device, precision):
+        return None
+    return torch.amp.GradScaler(resolve_device(device).type)
 
 
 def seed_everything(random_state):
