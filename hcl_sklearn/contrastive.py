@@ -17,6 +17,7 @@ import math
 import numbers
 import os
 import tempfile
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -53,7 +54,12 @@ from .volumes import MODALITIES, REFERENCE_SHAPE, PairedVolumes, check_paired_in
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MoCoNet", "MomentumContrastiveEmbedder", "effective_queue_size"]
+__all__ = ["ConfigurationWarning", "MoCoNet", "MomentumContrastiveEmbedder", "effective_queue_size"]
+
+class ConfigurationWarning(UserWarning):
+    """The configuration cannot learn well at the data's scale (the message says why and
+    which parameters to change)."""
+
 
 #: CosineAnnealingWarmRestarts settings of the reference, stepped once per epoch.
 COSINE_WARM_RESTARTS = {"T_0": 10, "T_mult": 2, "eta_min": 1e-6}
@@ -471,6 +477,28 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
             raise ValueError(f"pooling must be 'mean' or a grid of 3 positive ints such as "
                              f"(2, 2, 2); got {self.pooling!r}.")
 
+    def _warn_if_it_cannot_learn(self, n_train):
+        """Warn (naming the parameters to change) where the data are too few for the
+        configuration: an EMA key encoder that barely leaves its random initialisation
+        in the steps available, or a queue longer than the other training subjects."""
+        steps = self.max_epochs * math.ceil(n_train / self.batch_size)
+        kept = self.momentum ** steps if steps else 1.0
+        if steps and kept > 0.05:
+            suggestion = max(0.0, 1.0 - 3.0 / steps)
+            warnings.warn(
+                f"momentum={self.momentum} over the {steps} training steps available "
+                f"({n_train} subjects, batch_size={self.batch_size}, max_epochs="
+                f"{self.max_epochs}) leaves {kept:.0%} of the random initial weights in the "
+                f"key encoder, so the keys barely learn. Use momentum <= {suggestion:.3g} "
+                "or more epochs/subjects.", ConfigurationWarning, stacklevel=3)
+        if self.queue_size_ < self.queue_size:
+            warnings.warn(
+                f"queue_size={self.queue_size} is more than the {n_train} training subjects "
+                f"can fill without keys of the current batch (false negatives); the queue "
+                f"holds {self.queue_size_} keys (queue_size_). Pass queue_size <= "
+                f"{self.queue_size_} to choose it yourself.", ConfigurationWarning,
+                stacklevel=3)
+
     def _split(self, n, rng):
         if self.validation_fraction is None:
             return np.arange(n), np.array([], dtype=int)
@@ -563,9 +591,7 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
         seed_everything(rng)
         self.queue_size_ = effective_queue_size(self.queue_size, len(idx_train),
                                                 self.batch_size)
-        if self.queue_size_ < self.queue_size:
-            logger.info("queue_size clipped from %d to %d for %d training subjects",
-                        self.queue_size, self.queue_size_, len(idx_train))
+        self._warn_if_it_cannot_learn(len(idx_train))
         train_ds = _IndexedPairs(Subset(pairs, idx_train))
         valid_ds = _IndexedPairs(Subset(pairs, idx_valid)) if len(idx_valid) else None
         net = self._make_net(volume_shape, len(idx_train), valid_ds, self.device_)

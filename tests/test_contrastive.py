@@ -17,6 +17,10 @@ from hcl_sklearn.contrastive import effective_queue_size
 from hcl_sklearn.metrics import linear_cka, retrieval_scores
 from hcl_sklearn.nn.moco import in_batch_info_nce
 
+# the FAST configurations are tiny on purpose (a few steps, a queue the data cannot fill)
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::hcl_sklearn.contrastive.ConfigurationWarning")
+
 U32 = 2.0 ** -24   # float32 unit roundoff
 
 
@@ -429,3 +433,22 @@ def test_fp16_callbacks_see_unscaled_gradients(volumes):
     emb = MomentumContrastiveEmbedder(**{**FAST, "precision": "fp16", "max_epochs": 2,
                                          "callbacks": [clip]}).fit(volumes)
     assert np.isfinite(emb.history_[:, "train_loss"]).all()
+
+
+def test_configurations_that_cannot_learn_warn(volumes):
+    """12 training subjects, batch 4, 2 epochs = 6 steps: momentum 0.999 keeps
+    0.999**6 = 99% of the random key weights, and a 65536-key queue cannot be filled."""
+    import warnings
+
+    from hcl_sklearn.contrastive import ConfigurationWarning
+
+    with pytest.warns(ConfigurationWarning, match=r"momentum=0.999 over the 6 training steps"
+                      r".* leaves 99% .* Use momentum <= 0.5"):
+        MomentumContrastiveEmbedder(**{**FAST, "max_epochs": 2, "momentum": 0.999,
+                                       "queue_size": 8}).fit(volumes)
+    with pytest.warns(ConfigurationWarning, match=r"queue_size=65536 .* holds 8 keys"):
+        MomentumContrastiveEmbedder(**{**FAST, "momentum": 0.5}).fit(volumes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConfigurationWarning)
+        MomentumContrastiveEmbedder(**{**FAST, "max_epochs": 2, "momentum": 0.5,
+                                       "queue_size": 8}).fit(volumes)
