@@ -490,14 +490,14 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
                 f"({n_train} subjects, batch_size={self.batch_size}, max_epochs="
                 f"{self.max_epochs}) leaves {kept:.0%} of the random initial weights in the "
                 f"key encoder, so the keys barely learn. Use momentum <= {suggestion:.3g} "
-                "or more epochs/subjects.", ConfigurationWarning, stacklevel=3)
+                "or more epochs/subjects.", ConfigurationWarning, stacklevel=4)
         if self.queue_size_ < self.queue_size:
             warnings.warn(
                 f"queue_size={self.queue_size} is more than the {n_train} training subjects "
                 f"can fill without keys of the current batch (false negatives); the queue "
                 f"holds {self.queue_size_} keys (queue_size_). Pass queue_size <= "
                 f"{self.queue_size_} to choose it yourself.", ConfigurationWarning,
-                stacklevel=3)
+                stacklevel=4)
 
     def _split(self, n, rng):
         if self.validation_fraction is None:
