@@ -184,6 +184,7 @@ def test_only_query_weights_are_optimised(volumes):
     {"batch_size": 2, "validation_fraction": None},
     {"encoder": "vit", "patch_size": (3, 3, 3), "embed_dim": 12, "depth": 1, "n_heads": 2},
     {"lr_schedule": "constant", "precision": "bf16"},
+    {"pooling": (2, 2, 2), "proj_hidden_dim": 6, "projector_batchnorm": "per_modality"},
 ])
 def test_variants_train(volumes, extra):
     emb = MomentumContrastiveEmbedder(**{**FAST, **extra}).fit(volumes)

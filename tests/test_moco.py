@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from hcl_sklearn.nn.cnn import ConvEncoder3d
 from hcl_sklearn.nn.moco import (
     MomentumContrast,
+    ProjectionHead,
     SmallBatchSafeBatchNorm1d,
     SymmetricInfoNCE,
     in_batch_info_nce,
@@ -341,3 +342,14 @@ def test_per_modality_projector_batchnorm_keeps_modalities_apart_in_eval():
     assert len(moco.query_parameters()) == len(moco.key_parameters())
     with pytest.raises(ValueError, match="batchnorm"):
         _small_moco(projector_batchnorm="both")
+
+
+def test_projection_head_hidden_width():
+    """hidden_dim sets the hidden layer (and its BatchNorms); None keeps the input width."""
+    head = ProjectionHead(40, 8, batchnorm="per_modality", hidden_dim=5)
+    assert (head.net[0].in_features, head.net[0].out_features) == (40, 5)
+    assert head.net[3].in_features == 5 and head.t2_norm.num_features == 5
+    assert head(torch.randn(3, 40), modality=1).shape == (3, 8)
+    assert ProjectionHead(40, 8).net[0].out_features == 40
+    moco = _small_moco(pooling=(2, 2, 2), proj_hidden_dim=7)
+    assert moco.projector_q.net[0].out_features == 7 == moco.projector_k.net[0].out_features

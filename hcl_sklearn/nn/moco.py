@@ -133,12 +133,16 @@ class SmallBatchSafeBatchNorm1d(nn.BatchNorm1d):
 
 
 class ProjectionHead(nn.Module):
-    """``Linear(d, d) - BatchNorm - ReLU - Linear(d, p)`` then L2 normalisation.
+    """``Linear(d, h) - BatchNorm - ReLU - Linear(h, p)`` then L2 normalisation.
 
     Parameters
     ----------
     in_dim : int
     proj_dim : int, default=256
+    hidden_dim : int or None, default=None
+        Width ``h`` of the hidden layer; None: ``in_dim`` (reference, 384 -> 384 -> 256).
+        A flattened token grid makes ``in_dim`` large, where a narrower hidden layer
+        costs ``in_dim * h`` instead of ``in_dim ** 2`` weights.
     batchnorm : {'shared', 'per_modality'}, default='shared'
         ``'shared'``: one BatchNorm for both modalities (reference); in training each
         call normalises with its own batch, in eval mode both modalities use the
@@ -147,16 +151,17 @@ class ProjectionHead(nn.Module):
         each modality as training did; the linear layers stay shared.
     """
 
-    def __init__(self, in_dim, proj_dim=256, batchnorm="shared"):
+    def __init__(self, in_dim, proj_dim=256, batchnorm="shared", hidden_dim=None):
         super().__init__()
         if batchnorm not in PROJECTOR_BATCHNORM:
             raise ValueError(f"projector batchnorm must be one of {PROJECTOR_BATCHNORM}; "
                              f"got {batchnorm!r}.")
+        hidden = in_dim if hidden_dim is None else int(hidden_dim)
         self.net = nn.Sequential(
-            nn.Linear(in_dim, in_dim), SmallBatchSafeBatchNorm1d(in_dim),
-            nn.ReLU(inplace=True), nn.Linear(in_dim, proj_dim),
+            nn.Linear(in_dim, hidden), SmallBatchSafeBatchNorm1d(hidden),
+            nn.ReLU(inplace=True), nn.Linear(hidden, proj_dim),
         )
-        self.t2_norm = (SmallBatchSafeBatchNorm1d(in_dim) if batchnorm == "per_modality"
+        self.t2_norm = (SmallBatchSafeBatchNorm1d(hidden) if batchnorm == "per_modality"
                         else None)
 
     def forward(self, x, modality=0):
@@ -224,7 +229,8 @@ class MomentumContrast(nn.Module):
     def __init__(self, volume_shape, encoder="vit", patch_size=(14, 16, 14), embed_dim=384,
                  depth=12, n_heads=6, cnn_widths=(16, 32, 64), proj_dim=256,
                  shared_encoder=True, momentum=0.999, queue_size=65536,
-                 queue_modalities="t2", pooling="mean", projector_batchnorm="shared"):
+                 queue_modalities="t2", pooling="mean", projector_batchnorm="shared",
+                 proj_hidden_dim=None):
         super().__init__()
         if queue_modalities not in QUEUE_MODALITIES:
             raise ValueError(f"queue_modalities must be one of {QUEUE_MODALITIES}; "
@@ -254,7 +260,8 @@ class MomentumContrast(nn.Module):
             raise ValueError(f"pooling must be 'mean' or a grid of 3 positive ints such as "
                              f"(2, 2, 2); got {pooling!r}.")
         self.pooled_dim = pooled_dim
-        self.projector_q = ProjectionHead(pooled_dim, proj_dim, batchnorm=projector_batchnorm)
+        self.projector_q = ProjectionHead(pooled_dim, proj_dim, batchnorm=projector_batchnorm,
+                                          hidden_dim=proj_hidden_dim)
         self.encoder_k = copy.deepcopy(self.encoder_q)
         self.projector_k = copy.deepcopy(self.projector_q)
         for p in self.key_parameters():
