@@ -49,7 +49,7 @@ import threadpoolctl, torch
 seen = sorted({(i["internal_api"], i.get("architecture") or "-", i["num_threads"])
                for i in threadpoolctl.threadpool_info()})
 print("; ".join(f"{a} {k} x{t}" for a, k, t in seen),
-      f"| torch {torch.backends.cpu.get_cpu_capability()} x{torch.get_num_threads()}")
+      f"; torch {torch.backends.cpu.get_cpu_capability()} x{torch.get_num_threads()}")
 """
 
 
