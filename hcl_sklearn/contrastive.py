@@ -41,6 +41,7 @@ from skorch.utils import TeeGenerator, to_tensor
 from torch.utils.data import Dataset, Subset
 
 from .callbacks import NonFiniteLossGuard, RestoreBestValidLoss, ValidationAlignment
+from .nn.augment import IntensityAugmentation
 from .nn.moco import MomentumContrast, SymmetricInfoNCE
 from .nn.runtime import (
     autocast_context,
@@ -129,15 +130,20 @@ class MoCoNet(NeuralNet):
         Autocast precision of forward passes, see :mod:`hcl_sklearn.nn.runtime`.
     output : {'pooled', 'projection', 'tokens'}, default='projection'
         What ``infer``/``forward`` return.
+    augmentation : callable or None, default=None
+        Applied to each training batch ``(B, 2, D, H, W)`` before the forward pass
+        (e.g. :class:`~hcl_sklearn.nn.augment.IntensityAugmentation`); never to
+        validation or inference.
     **kwargs
         Any :class:`skorch.NeuralNet` parameter.
     """
 
     def __init__(self, module=MomentumContrast, *args, criterion=SymmetricInfoNCE,
-                 precision="auto", output="projection", **kwargs):
+                 precision="auto", output="projection", augmentation=None, **kwargs):
         super().__init__(module, *args, criterion=criterion, **kwargs)
         self.precision = precision
         self.output = output
+        self.augmentation = augmentation
 
     @property
     def _default_callbacks(self):
@@ -168,6 +174,8 @@ class MoCoNet(NeuralNet):
         self._set_training(True)
         Xi, _ = unpack_data(batch)
         x = to_tensor(Xi, device=self.device)
+        if self.augmentation is not None:
+            x = self.augmentation(x)
         with self._autocast():
             q1, q2, k1, k2 = self.module_.forward_train(x)
             loss = self.get_loss((q1, q2, k1, k2), None, X=Xi, training=True)
@@ -277,6 +285,12 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
     queue_modalities : {'t2', 'both'}, default='t2'
         ``'t2'`` enqueues only T2 keys (reference); ``'both'`` keeps a T1 queue too and
         draws each direction's negatives from the modality of its positive.
+    augment : {'none', 'intensity'} or callable, default='none'
+        Training-time augmentation of each batch. ``'intensity'``: random gain, offset,
+        log-linear bias field and noise drawn independently for T1 and T2 (no spatial
+        transform), see :class:`~hcl_sklearn.nn.augment.IntensityAugmentation`; a
+        callable takes and returns a ``(B, 2, D, H, W)`` tensor. The reference uses
+        none.
     lr : float, default=1e-4
         AdamW learning rate.
     weight_decay : float, default=0.01
@@ -377,6 +391,7 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
         "queue_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "temperature": [Interval(numbers.Real, 0, None, closed="neither")],
         "queue_modalities": [StrOptions({"t2", "both"})],
+        "augment": [StrOptions({"none", "intensity"}), callable],
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "lr_schedule": [StrOptions({"cosine_warm_restarts", "constant"})],
@@ -400,7 +415,7 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
                  n_heads=6, cnn_widths=(16, 32, 64), pooling="mean", proj_dim=256,
                  proj_hidden_dim=None, projector_batchnorm="shared", shared_encoder=True,
                  momentum=0.999, queue_size=65536, temperature=0.07, queue_modalities="t2",
-                 lr=1e-4, weight_decay=0.01, lr_schedule="cosine_warm_restarts",
+                 augment="none", lr=1e-4, weight_decay=0.01, lr_schedule="cosine_warm_restarts",
                  max_epochs=100, batch_size=4, validation_fraction=0.1, output="pooled",
                  target_shape="auto", downsample=1, cache_dir=None, temp_folder=None,
                  device="auto", precision="auto", num_workers=0, random_state=None,
@@ -420,6 +435,7 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
         self.queue_size = queue_size
         self.temperature = temperature
         self.queue_modalities = queue_modalities
+        self.augment = augment
         self.lr = lr
         self.weight_decay = weight_decay
         self.lr_schedule = lr_schedule
@@ -566,6 +582,8 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
             device=str(device),
             precision=self.precision,
             output=self.output,
+            augmentation=(IntensityAugmentation() if self.augment == "intensity" else
+                          None if isinstance(self.augment, str) else self.augment),
             verbose=self.verbose,
         )
 
