@@ -1,4 +1,9 @@
-"""Every example script runs (at a reduced size) and produces sensible outputs."""
+"""Every example script runs (at a reduced size) and produces sensible outputs.
+
+No numeric tolerances here: values are checked to be finite and inside the range their
+definition gives (MAE > 0, h2 and CV scores in [0, 1]), which holds on any kernel; the
+learning quality at this size (<= 80 subjects, 1 epoch) is not asserted.
+"""
 
 import importlib.util
 from pathlib import Path

@@ -1,4 +1,13 @@
-"""ModalityPCA against sklearn's StandardScaler + IncrementalPCA applied per block by hand."""
+"""ModalityPCA against sklearn's StandardScaler + IncrementalPCA applied per block by hand.
+
+Tolerances are float64 roundoff (u = 2^-53 = 1.1e-16): the scores are sums of <= 60 x 10
+products through a 10 x 10 SVD; with scores of magnitude <= 5 and well separated singular
+values, the errors are ~ gamma_600 x 5 = 3e-13 or less. Measured under OpenBLAS Haswell,
+SkylakeX and Sandybridge (1 thread): 0 where the same sklearn
+code runs on the same data, <= 7.1e-15 where the computation differs (PCA vs
+IncrementalPCA, permuted columns, inverse transform). The 1e-10 .. 1e-6 tolerances below
+leave >= 10^4 x that.
+"""
 
 import pickle
 import warnings
@@ -42,6 +51,7 @@ def test_matches_scaler_and_incremental_pca_per_modality(batch_size, whiten):
     out = ModalityPCA(n_components=4, batch_size=batch_size, whiten=whiten).fit_transform(df)
     assert isinstance(out, pd.DataFrame)
     assert out.index.equals(df.index)
+    # the same scaler + IncrementalPCA code on the same block: measured difference 0
     np.testing.assert_allclose(out.filter(like="t1_").to_numpy(),
                                by_hand(df, "t1", 4, batch_size, whiten), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(out.filter(like="t2_").to_numpy(),
@@ -53,6 +63,7 @@ def test_differs_from_one_pca_on_all_columns():
     df = embeddings()
     sep = ModalityPCA(n_components=3).fit_transform(df).to_numpy()
     joint = PCA(3).fit_transform(StandardScaler().fit_transform(df))
+    # the two differ by up to 4.4 (3 kernels), 1e-3 is 10^10 x float64 roundoff
     assert not np.allclose(np.abs(sep[:, :3]), np.abs(joint), atol=1e-3)
 
 
@@ -60,6 +71,7 @@ def test_single_batch_is_exact_pca_up_to_sign():
     df = embeddings(n=40)
     out = ModalityPCA(n_components=3, batch_size=40).fit_transform(df).to_numpy()[:, :3]
     ref = PCA(3).fit_transform(StandardScaler().fit_transform(df.filter(like="t1_")))
+    # two SVD routes of one 40 x 10 block: measured <= 7.1e-15 on scores <= 4.8 (3 kernels)
     np.testing.assert_allclose(np.abs(out), np.abs(ref), rtol=1e-8, atol=1e-8)
 
 
@@ -80,7 +92,8 @@ def test_columns_need_not_be_contiguous():
     shuffled = df[list(df.columns[::2]) + list(df.columns[1::2])]
     a = ModalityPCA(n_components=3).fit_transform(df)
     b = ModalityPCA(n_components=3).fit_transform(shuffled)
-    # same columns per modality, different column order inside -> same components up to sign
+    # same columns per modality, different column order inside -> same components up to sign;
+    # the SVD sums in another order: measured <= 6.9e-15 on scores <= 4.3 (3 kernels)
     np.testing.assert_allclose(np.abs(a.to_numpy()), np.abs(b.to_numpy()), rtol=1e-6, atol=1e-8)
 
 
@@ -90,6 +103,7 @@ def test_modalities_split_unnamed_input_like_the_named_one():
     unnamed = ModalityPCA(n_components=3, modalities=("t1", "t2")).set_output(
         transform="pandas").fit_transform(df.to_numpy())
     assert list(unnamed.columns) == list(named.columns)
+    # same blocks, same code: measured difference 0 (3 kernels)
     np.testing.assert_allclose(unnamed.to_numpy(), named.to_numpy(), rtol=1e-10, atol=1e-10)
     # explicit modalities on named input must match the prefixes
     assert ModalityPCA(n_components=3, modalities=["t1", "t2"]).fit(df).groups_.keys() == {
@@ -123,6 +137,8 @@ def test_outlier_rule_sets_values_beyond_sd_to_nan():
     # hand computation: |score - mean| > 5 SD of the training scores, per column
     z = (plain - plain.mean()) / plain.std(ddof=0)
     expected = plain.mask(z.abs() > 5.0)
+    # assert_frame_equal's default rtol=1e-5: the same scores (measured difference 0) and
+    # no |z| lies within 0.57 of the 5 SD cut, so no mask decision hangs on roundoff
     pd.testing.assert_frame_equal(out, expected)
     assert np.isnan(out.iloc[7, 0])
     assert out.isna().to_numpy().sum() >= 1
@@ -150,6 +166,7 @@ def test_inverse_transform_recovers_low_rank_data():
     df = pd.DataFrame(np.hstack([L @ rng.normal(size=(2, 6)), L @ rng.normal(size=(2, 5))]),
                       columns=[f"t1_{i}" for i in range(6)] + [f"t2_{i}" for i in range(5)])
     red = ModalityPCA(n_components=2).fit(df)
+    # exact for rank-2 data up to roundoff: measured <= 3.6e-15 on values <= 4.8 (3 kernels)
     np.testing.assert_allclose(red.inverse_transform(red.transform(df)), df.to_numpy(),
                                atol=1e-8)
     with pytest.raises(ValueError, match="expects 4 columns"):
@@ -157,6 +174,10 @@ def test_inverse_transform_recovers_low_rank_data():
 
 
 def test_in_pipeline_with_cross_val_score():
+    """4-fold R^2 of predicting one (scaled) column from 3 PCs per modality. Measured over
+    10 seeds (0 and 100..108, noise seed 2 for seed 0) x {Haswell, SkylakeX}: 0.915 ..
+    0.981 (seed 0: 0.973), kernels agree to 1e-15; 0.8 is 0.115 below the worst run
+    (~5 x the 0.02 SD)."""
     df = embeddings(n=80)
     y = df.iloc[:, 0] / df.iloc[:, 0].std() + np.random.default_rng(2).normal(size=80) * 0.1
     pipe = make_pipeline(ModalityPCA(n_components=3, outlier_sd=5.0), SimpleImputer(),

@@ -75,6 +75,9 @@ def test_report_is_one_wellformed_selfcontained_file(tmp_path):
     png = base64.b64decode(checker.srcs[0].split(",", 1)[1])
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     img = mpimg.imread(io.BytesIO(png), format="png")
+    # a 3 x 2 inch figure: 200 x 300 px at 100 dpi; 50 and 100 px are sanity floors (a real
+    # rendering, not an empty or 1-px image) that hold down to 50 dpi even after a tight
+    # bounding box trims the margins; not a numeric tolerance
     assert img.shape[0] > 50 and img.shape[1] > 100
     assert not plt.fignum_exists(fig.number)  # closed after embedding
 
@@ -97,6 +100,9 @@ def test_format_number_keeps_three_significant_digits(x):
     out = format_number(x)
     # three significant digits, except that large numbers keep their integer part
     expected = float(f"{x:.3g}") if abs(x) < 1000 or abs(x) >= 1e7 else round(x)
+    # both sides are short decimal strings parsed by float(): equal digits give the same
+    # double; one wrong digit is >= 1e-4 relative; rel=1e-12 only absorbs float64
+    # representation (u = 1.1e-16)
     assert float(out.replace(",", "")) == pytest.approx(expected, rel=1e-12)
 
 

@@ -1,4 +1,11 @@
-"""The paired-volume data layer: formats, reference preprocessing, caching, clear errors."""
+"""The paired-volume data layer: formats, reference preprocessing, caching, clear errors.
+
+Tolerances are roundoff bounds of the dtypes involved (they hold on every kernel; none of
+this goes through BLAS): the z-score is computed in float64 and rounded once to float32
+(relative error <= U32 = 2^-24 = 6e-8), block means are float32 sums of 8 terms (within
+gamma_9 of the sum of |terms|; Higham, Lemma 3.1), the cache stores float16 (relative
+error <= U16 = 2^-11 = 4.9e-4, or <= 2^-25 absolute in float16's subnormal range).
+"""
 
 import gzip
 import os
@@ -20,6 +27,16 @@ from hcl_sklearn.volumes import (
 )
 
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
+U32 = 2.0**-24  # float32 unit roundoff
+U64 = 2.0**-53  # float64 unit roundoff
+U16 = 2.0**-11  # float16 unit roundoff
+F16_SUBNORMAL_HALF_SPACING = 2.0**-25  # largest rounding error below float16's 6.1e-5
+
+
+def _gamma(n, u):
+    """Higham's gamma_n = n u / (1 - n u): a sum of n terms in any order is within
+    gamma_n x the sum of |terms|."""
+    return n * u / (1 - n * u)
 
 
 def _brain(rng, shape=(12, 14, 10)):
@@ -60,9 +77,19 @@ def test_zscore_uses_nonzero_voxels_only():
     mask = vol != 0
     inside = vol[mask].astype(np.float64)
     expected = (inside - inside.mean()) / inside.std()
-    np.testing.assert_allclose(out[mask], expected, rtol=1e-5, atol=1e-5)
+    # one float32 rounding of the float64 z-score: <= U32 |z| (measured 0.93 U32 |z|); x2
+    # and atol = 2 gamma_n (float64, n = 480 voxels) cover the float64 mean/SD in
+    # another summation order. Old: rtol 1e-5, atol 1e-5 (~100x the bound)
+    n = int(mask.sum())
+    np.testing.assert_allclose(out[mask], expected, rtol=2 * U32, atol=2 * _gamma(n, U64))
     assert np.all(out[~mask] == 0)
-    assert abs(out[mask].mean()) < 1e-5 and abs(out[mask].std() - 1) < 1e-4
+    # mean and SD taken in float64 of the float32 output: each value is off by <= U32 |z|,
+    # so |mean| <= U32 mean|z| and |SD - 1| <= U32 rms(z) = U32, plus float64 roundoff
+    # (measured: -9e-10 and -5e-10). Old: float32 reductions with 1e-5 and 1e-4, which a
+    # 480-term float32 sum (gamma_480 = 2.9e-5) does not bound
+    z = out[mask].astype(np.float64)
+    assert abs(z.mean()) <= U32 * np.abs(z).mean() + 2 * _gamma(n, U64)
+    assert abs(z.std() - 1) <= 2 * U32
 
 
 def test_pad_and_crop_to_reference_grid():
@@ -83,6 +110,14 @@ def test_downsample_is_block_mean():
     z = preprocess_volume(vol, target_shape=None)
     out = preprocess_volume(vol, target_shape=None, downsample=2)
     assert out.shape == (4, 4, 4)
+    # each float32 block mean of 8 values is within gamma_9 mean|block| of the exact mean
+    # (8 additions and the division); the float64 reference adds ~1e-16. Old: rtol=1e-5 on
+    # block (1, 2, 3) only (kept below), which lies in the zero background (0 == 0); now
+    # every block
+    blocks = z.astype(np.float64).reshape(4, 2, 4, 2, 4, 2)
+    bound = _gamma(9, U32) * np.abs(blocks).mean(axis=(1, 3, 5)) + 1e-15
+    assert (np.abs(out - blocks.mean(axis=(1, 3, 5))) <= bound).all()
+    assert np.abs(out).max() > 0.1  # some blocks are inside the brain
     np.testing.assert_allclose(out[1, 2, 3], z[2:4, 4:6, 6:8].mean(), rtol=1e-5)
 
 
@@ -102,7 +137,9 @@ def test_array_dataset_items_are_float32_pairs(cohort):
     assert isinstance(item, torch.Tensor) and item.dtype == torch.float32
     assert tuple(item.shape) == (2, 12, 16, 12)
     expected = pad_or_crop(preprocess_volume(cohort[2, 1], target_shape=None), (12, 16, 12))
-    np.testing.assert_allclose(item[1].numpy(), expected, atol=1e-6)
+    # the same float64 z-score rounded to float32 (measured identical): allow one float32
+    # rounding, U32 max|z| = 1.1e-7 (old atol 1e-6)
+    np.testing.assert_allclose(item[1].numpy(), expected, atol=U32 * np.abs(expected).max())
     assert list(ds.subject_ids) == [0, 1, 2, 3]
 
 
@@ -114,7 +151,12 @@ def test_bids_tree_loads_same_arrays_as_memory(cohort, tmp_path):
     from_files = PairedVolumes(pairs, target_shape=(12, 16, 12), downsample=2)
     in_memory = PairedVolumes(cohort, target_shape=(12, 16, 12), downsample=2)
     assert list(from_files.subject_ids) == ids
-    np.testing.assert_allclose(from_files.to_array(), in_memory.to_array(), atol=1e-6)
+    # float32 NIfTI round trip is lossless; the same preprocessing then differs by at most
+    # one float32 rounding of the z-score plus the 8-term float32 block mean: (U32 +
+    # 2 gamma_9) max|z| ~ 2e-6 worst case (old atol 1e-6; measured identical)
+    mem = in_memory.to_array()
+    np.testing.assert_allclose(from_files.to_array(), mem,
+                               atol=(U32 + 2 * _gamma(9, U32)) * np.abs(mem).max())
 
 
 def test_bids_sessions_flair_and_uncompressed(cohort, tmp_path):
@@ -125,7 +167,9 @@ def test_bids_sessions_flair_and_uncompressed(cohort, tmp_path):
     assert list(pairs.index) == ["a_1", "a_2", "b_1", "b_2"]
     assert set(pairs["session"]) == {"1", "2"}
     ds = PairedVolumes(pairs, target_shape=None)
-    np.testing.assert_allclose(ds.get_array(3)[0], preprocess_volume(cohort[3, 0], None), atol=1e-6)
+    ref = preprocess_volume(cohort[3, 0], None)
+    # lossless float32 NIfTI; one float32 rounding of the z-score at most (old atol 1e-6)
+    np.testing.assert_allclose(ds.get_array(3)[0], ref, atol=U32 * np.abs(ref).max())
 
 
 def test_bids_reports_subjects_missing_a_modality(cohort, tmp_path):
@@ -147,7 +191,10 @@ def test_dataloader_with_workers_and_pickle(cohort, tmp_path):
     batches = list(DataLoader(ds, batch_size=2, num_workers=2))
     assert [tuple(b.shape) for b in batches] == [(2, 2, 12, 16, 12)] * 2
     stacked = torch.cat(batches).numpy()
-    np.testing.assert_allclose(stacked, ds.to_array(), atol=5e-3)  # cache is float16
+    # cache is float16: one rounding, <= U16 relative (x2: either side may be the rounded
+    # one) or 2^-25 absolute in the subnormal range. Old: atol=5e-3 (~6x U16 max|z|)
+    np.testing.assert_allclose(stacked, ds.to_array(), rtol=2 * U16,
+                               atol=F16_SUBNORMAL_HALF_SPACING)
 
 
 # ----------------------------------------------------------------------------- cache
@@ -165,7 +212,9 @@ def test_cache_serves_second_pass_without_decoding(cohort, tmp_path, monkeypatch
 
     monkeypatch.setattr(volumes, "_read_nifti", _no_decode)
     second = ds.to_array()
-    np.testing.assert_allclose(second, first, atol=2e-3 * np.abs(first).max())
+    # the cache is float16: one rounding, <= U16 relative (x2: either side may be the rounded
+    # one) or 2^-25 absolute for subnormals. Old: atol=2e-3 max|first| (~4x U16 max|z|)
+    np.testing.assert_allclose(second, first, rtol=2 * U16, atol=F16_SUBNORMAL_HALF_SPACING)
 
 
 def test_cache_is_invalidated_by_new_file_or_settings(cohort, tmp_path):
@@ -182,6 +231,8 @@ def test_cache_is_invalidated_by_new_file_or_settings(cohort, tmp_path):
     os.replace(tmp_path / "tmp.nii.gz", path)
     os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
     b = PairedVolumes(pairs, target_shape=None, cache_dir=cache).get_array(0)
+    # the flipped volume differs by O(1) z-score units; 1e-2 is 10x the float16 cache
+    # rounding (U16 x max|z| ~ 1e-3), so only new content can make it fail
     assert not np.allclose(a[0], b[0], atol=1e-2)
 
 
