@@ -1,4 +1,11 @@
-"""Genotypes: PLINK reading, sample alignment, imputation/standardization, QC, errors."""
+"""Genotypes: PLINK reading, sample alignment, imputation/standardization, QC, errors.
+
+Tolerances (docs/testing.md): the toy data have <= 40 subjects, so a float64 mean, sd or
+standardized value computed in two orders differs by <= gamma_40 = 4.4e-15 relative
+(|z| <= ~6 here); atol 1e-12 leaves a factor ~40. Comparisons without a tolerance use
+assert_allclose's default rtol 1e-7, far above that roundoff (measured <= 8.3e-16 under
+OPENBLAS_CORETYPE=Haswell and SkylakeX).
+"""
 
 import shutil
 import subprocess
@@ -62,6 +69,8 @@ def test_a1_freq_matches_plink2(g1000, tmp_path):
     frq = pd.read_csv(str(out) + ".afreq", sep="\t")
     st = g1000.stats()
     assert (frq["ALT"].to_numpy() == g1000.snps["a1"].to_numpy()).all()
+    # plink2 prints ALT_FREQS to 6 significant digits: for a frequency < 1 the rounding is
+    # <= 5e-7 (half a unit in the 6th decimal); measured max 4.97e-7; atol 1e-6 = 2x
     np.testing.assert_allclose(st["a1_freq"], frq["ALT_FREQS"], atol=1e-6)
     assert (st["n"] == g1000.n_samples).all()
 
@@ -89,7 +98,7 @@ def test_plink_and_array_agree_with_missing(toy_plink):
         bp = [b for _, b in gp.iter_blocks(7, samples=samples, standardize=std)]
         ba = [b for _, b in ga.iter_blocks(7, samples=samples, standardize=std)]
         for x, y in zip(bp, ba):
-            np.testing.assert_allclose(x, y, atol=1e-12)
+            np.testing.assert_allclose(x, y, atol=1e-12)  # roundoff: module docstring
 
 
 def test_imputation_and_standardization_by_hand(toy_plink):
@@ -105,7 +114,7 @@ def test_imputation_and_standardization_by_hand(toy_plink):
     np.testing.assert_allclose(C, imputed)
     sd = imputed.std(axis=0)
     expected = np.where(sd > 0, (imputed - mu) / np.where(sd > 0, sd, 1), 0.0)
-    np.testing.assert_allclose(Z, expected, atol=1e-12)
+    np.testing.assert_allclose(Z, expected, atol=1e-12)  # roundoff: module docstring
     assert np.all(Z[:, 3] == 0)  # monomorphic column -> 0
 
 
@@ -199,6 +208,8 @@ def test_bgen_reader_matches_plink_source(toy_plink, tmp_path):
     assert list(gb.iid) == list(gp.iid)
     pd.testing.assert_frame_equal(gb.snps, gp.snps)
     samples = iid[::3]
+    # hard calls are exact in 8-bit BGEN probabilities, so both reads standardize the same
+    # integers: roundoff only (module docstring); measured 0
     np.testing.assert_allclose(gb.read(samples=samples, standardize=True),
                                gp.read(samples=samples, standardize=True), atol=1e-12)
     np.testing.assert_allclose(gb.stats()["missing_rate"], np.isnan(G).mean(axis=0))

@@ -1,4 +1,10 @@
-"""GRM: block accumulation against plink2 and a dense product; GCTA save/load; validation."""
+"""GRM: block accumulation against plink2 and a dense product; GCTA save/load; validation.
+
+Tolerances (docs/testing.md): GCTA .grm.bin stores float32, so a value read back is the
+float64 value rounded to nearest float32, within 2^-24 = 6e-8 relative; float64 products
+are within gamma_m = m u / (1 - m u) (u = 2^-53) of exact, float32 ones within the same
+with u = 2^-24, relative to the sum of the absolute terms (Higham, Lemma 3.1).
+"""
 
 import shutil
 import subprocess
@@ -25,7 +31,11 @@ def test_grm_equals_plink2_make_grm_bin(g1000, tmp_path):
     K = grm(g1000, block_size=3000)
     assert list(K.index) == list(ref.index) == list(g1000.iid)
     assert K.attrs["n_snps"] == ref.attrs["n_snps"] == g1000.n_snps
-    np.testing.assert_allclose(K.to_numpy(), ref.to_numpy(), atol=2e-6)  # float32 file
+    # plink2 writes float32: |ref - K| <= 2^-24 |K| plus plink2's and our own float64
+    # roundoff (22k-SNP sums: gamma = 2.4e-12 x sum|z_i z_j| / m, < 1e-10 absolute).
+    # Measured: max relative 5.93e-8 (= the half-ulp bound), absolute 5.9e-8 (Haswell,
+    # SkylakeX). Asserted rtol 2^-23 (one float32 ulp), atol 1e-10 (was atol 2e-6).
+    np.testing.assert_allclose(K.to_numpy(), ref.to_numpy(), rtol=2.0 ** -23, atol=1e-10)
 
 
 def test_grm_blocks_equal_dense_product_with_missing_and_sample_order():
@@ -42,13 +52,28 @@ def test_grm_blocks_equal_dense_product_with_missing_and_sample_order():
     X = np.where(np.isnan(sub), mu, sub)
     poly = X.std(0) > 0
     Z = (X - mu)[:, poly] / X.std(0)[poly]
-    for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+    # Roundoff bound of each entry: a 299-term dot product, rounded Z (+2), in any order
+    # and blocking, is within gamma * (|Z| |Z|')_ij / m of exact (Higham, Lemma 3.1).
+    # float64: gamma = 3.4e-14, bound <= ~1e-13; asserted atol 1e-12, which also covers
+    # the mean/sd of 30 subjects computed in another order (measured max 8.9e-16).
+    # float32: gamma = 1.8e-5, bound ~1.8e-5 x (|Z||Z|')_ij / m (was a flat atol 1e-5,
+    # below this bound on the diagonal); measured max 1.8e-7 (Haswell, SkylakeX).
+    ref = Z @ Z.T / poly.sum()
+    absprod = np.abs(Z) @ np.abs(Z).T / poly.sum()
+    for dtype in (np.float64, np.float32):
         K = grm(g, samples=samples, scale="empirical", block_size=37, dtype=dtype)
         assert list(K.index) == samples and list(K.columns) == samples
         assert K.attrs["n_snps"] == poly.sum() == m - 1
-        np.testing.assert_allclose(K.to_numpy(), Z @ Z.T / poly.sum(), atol=tol)
+        if dtype is np.float64:
+            np.testing.assert_allclose(K.to_numpy(), ref, atol=1e-12)
+        else:
+            u, k = 2.0 ** -24, poly.sum() + 2
+            bound = k * u / (1 - k * u) * absprod
+            diff = np.abs(K.to_numpy() - ref)
+            assert np.all(diff <= bound), (diff.max(), (diff / bound).max())
     p = mu[poly] / 2
     Zh = (X[:, poly] - 2 * p) / np.sqrt(2 * p * (1 - p))
+    # float64, same bound as above (measured max 1.6e-15)
     np.testing.assert_allclose(grm(g, samples=samples, block_size=64).to_numpy(),
                                Zh @ Zh.T / poly.sum(), atol=1e-12)
 
@@ -61,7 +86,9 @@ def test_save_load_gcta_roundtrip(g1000, tmp_path):
     back = load_grm(tmp_path / "k")
     assert back.index.equals(K.index) and back.columns.equals(K.columns)
     assert back.attrs["n_snps"] == K.attrs["n_snps"] > 400
-    np.testing.assert_allclose(back.to_numpy(), K.to_numpy(), rtol=1e-6, atol=1e-7)
+    # .grm.bin is float32: round to nearest is within 2^-24 relative (measured 5.6e-8);
+    # asserted one float32 ulp, 2^-23 (was rtol 1e-6, atol 1e-7)
+    np.testing.assert_allclose(back.to_numpy(), K.to_numpy(), rtol=2.0 ** -23, atol=0)
     # a truncated file is detected
     data = (tmp_path / "k.grm.bin").read_bytes()
     (tmp_path / "k.grm.bin").write_bytes(data[:-8])
