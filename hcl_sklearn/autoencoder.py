@@ -141,7 +141,7 @@ class MaskedReconstructionNet(NeuralNet):
 class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
     """Single-modality 3-D convolutional autoencoders ("UDIP") for T1 and T2.
 
-    The baseline the contrastive method is compared with (DESIGN.md section 1): one
+    The baseline the contrastive method is compared with (docs/autoencoder.md): one
     autoencoder per modality, a convolution block, four encoder blocks, a linear
     ``latent_dim``-d latent, four decoder blocks, trained with the MSE inside the brain
     mask (``mask = input != 0``). The two models share nothing; they are trained in

@@ -3,7 +3,7 @@
 :class:`MomentumContrastiveEmbedder` learns one representation space for the T1 and
 the T2 image of each subject with momentum contrast (MoCo): the T1 and T2 images of
 one subject are the positive pair, keys of other subjects held in a queue are the
-negatives (Xia et al., 2026, see ``DESIGN.md`` section 1). Training runs in
+negatives (Xia et al., 2026; docs/embedder.md). Training runs in
 :class:`MoCoNet`, a :class:`skorch.NeuralNet` whose ``train_step``, ``get_loss``,
 ``validation_step`` and ``infer`` carry the method; the torch model is
 :class:`hcl_sklearn.nn.moco.MomentumContrast`.
@@ -55,12 +55,23 @@ from .volumes import MODALITIES, REFERENCE_SHAPE, PairedVolumes, check_paired_in
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ConfigurationWarning", "MoCoNet", "MomentumContrastiveEmbedder", "effective_queue_size"]
+__all__ = ["REFERENCE_PARAMS", "ConfigurationWarning", "MoCoNet", "MomentumContrastiveEmbedder", "effective_queue_size"]
 
 class ConfigurationWarning(UserWarning):
     """The configuration cannot learn well at the data's scale (the message says why and
     which parameters to change)."""
 
+
+#: The reference implementation's settings, see :meth:`MomentumContrastiveEmbedder.reference`.
+REFERENCE_PARAMS = {
+    "encoder": "vit", "patch_size": (14, 16, 14), "embed_dim": 384, "depth": 12,
+    "n_heads": 6, "cnn_widths": (16, 32, 64), "pooling": "mean", "proj_dim": 256,
+    "proj_hidden_dim": None, "projector_batchnorm": "shared", "shared_encoder": True,
+    "momentum": 0.999, "queue_size": 65536, "temperature": 0.07, "queue_modalities": "t2",
+    "augment": "none", "lr": 1e-4, "weight_decay": 0.01,
+    "lr_schedule": "cosine_warm_restarts", "max_epochs": 100, "batch_size": 4,
+    "validation_fraction": 0.1,
+}
 
 #: CosineAnnealingWarmRestarts settings of the reference, stepped once per epoch.
 COSINE_WARM_RESTARTS = {"T_0": 10, "T_mult": 2, "eta_min": 1e-6}
@@ -230,12 +241,18 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
     Learns a shared encoder for T1 and T2 volumes so that a subject's T1 and T2
     embeddings agree and differ from other subjects' (symmetric cross-modal InfoNCE
     with a queue of momentum-encoded keys), then embeds each modality separately.
-    Defaults reproduce the reference implementation (``DESIGN.md`` section 1); for
-    CPU work use ``encoder='cnn'`` with small volumes (``downsample``).
+
+    The defaults are a recipe that learns from a few hundred subjects on a CPU: a small
+    3-D CNN whose full token grid feeds the projection head, per-modality intensity
+    augmentation, a fast-moving key encoder (momentum 0.9), lr 1e-3, batches of 16
+    (docs/embedder.md has the ablation behind each choice). The reference
+    implementation's configuration (3-D ViT at 1 mm, mean-pooled tokens, lr 1e-4,
+    momentum 0.999, tau 0.07, batches of 4) is one call away:
+    :meth:`MomentumContrastiveEmbedder.reference`.
 
     Parameters
     ----------
-    encoder : {'vit', 'cnn'}, default='vit'
+    encoder : {'vit', 'cnn'}, default='cnn'
         ``'vit'``: the reference 3-D ViT (patch embedding ``Conv3d`` with kernel =
         stride = ``patch_size``, fixed 3-D sin-cos positions, ``depth`` pre-norm blocks,
         no CLS token, mean-pooled tokens). Volumes not divisible by ``patch_size`` are
@@ -244,26 +261,28 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
         grid) for CPU-sized configurations; ``patch_size``, ``depth`` and ``n_heads``
         are then unused.
     patch_size : tuple of 3 int, default=(14, 16, 14)
-    embed_dim : int, default=384
-        Width of the encoder tokens (ViT dimension or CNN output channels).
+    embed_dim : int, default=24
+        Width of the encoder tokens (ViT dimension or CNN output channels; the
+        reference ViT: 384).
     depth : int, default=12
     n_heads : int, default=6
-    cnn_widths : tuple of int, default=(16, 32, 64)
-    pooling : 'mean' or tuple of 3 int, default='mean'
+    cnn_widths : tuple of int, default=(8, 16)
+    pooling : 'grid', 'mean' or tuple of 3 int, default='grid'
         How each volume's token grid becomes one vector (input of the projection head
-        and ``output='pooled'``): ``'mean'`` averages the tokens (reference); a grid
-        such as ``(2, 2, 2)`` average-pools the token grid to that grid and
-        concatenates the cells (``embed_dim * prod(grid)`` features), keeping coarse
-        spatial layout. The simulated-cohort checks in docs/embedder.md use
-        ``(2, 2, 2)`` with the CNN encoder.
-    proj_dim : int, default=256
+        and ``output='pooled'``): ``'grid'`` keeps the token grid (average-pooled to at
+        most 8 cells per axis) and concatenates its cells, so the spatial layout of the
+        anatomy reaches the objective; ``'mean'`` averages the tokens (reference); a
+        grid such as ``(2, 2, 2)`` average-pools the token grid to that grid
+        (``embed_dim * prod(grid)`` features). On the simulated cohort mean pooling
+        learns nothing held out (docs/embedder.md).
+    proj_dim : int, default=32
         Output of the projection head ``Linear-BatchNorm-ReLU-Linear``. Its BatchNorm
         uses running statistics on batches of fewer than 3 subjects.
-    proj_hidden_dim : int or None, default=None
+    proj_hidden_dim : int or None, default=256
         Width of the projection head's hidden layer; None: its input width (reference:
         384). With a flattened token grid as ``pooling`` the input is wide and a
         narrower hidden layer trains several times faster.
-    projector_batchnorm : {'shared', 'per_modality'}, default='shared'
+    projector_batchnorm : {'shared', 'per_modality'}, default='per_modality'
         In training, T1 and T2 are projected in two calls, so each modality's
         BatchNorm statistics come from its own batch (reference). ``'shared'``: one
         BatchNorm, whose eval-mode running statistics mix both modalities
@@ -272,33 +291,36 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
         roughly doubles held-out retrieval (docs/embedder.md).
     shared_encoder : bool, default=True
         One encoder for both modalities (reference); ``False``: one per modality.
-    momentum : float, default=0.999
+    momentum : float, default=0.9
         EMA coefficient of the key encoder and projector, updated once per step
-        before the keys are computed.
+        before the keys are computed (reference: 0.999, made for ~10^6 steps; ``fit``
+        warns when the key encoder would keep > 5% of its random initial weights).
     queue_size : int, default=65536
         Requested number of negative keys. Clipped to
         ``min(queue_size, max(b, b * floor((n_train - b) / b)))`` with ``b`` the batch
         size, so the queue never needs to hold more keys than there are other
         training subjects (see :func:`effective_queue_size`); the value used is
         ``queue_size_``.
-    temperature : float, default=0.07
-    queue_modalities : {'t2', 'both'}, default='t2'
+    temperature : float, default=0.1
+        InfoNCE temperature (reference: 0.07).
+    queue_modalities : {'t2', 'both'}, default='both'
         ``'t2'`` enqueues only T2 keys (reference); ``'both'`` keeps a T1 queue too and
         draws each direction's negatives from the modality of its positive.
-    augment : {'none', 'intensity'} or callable, default='none'
+    augment : {'intensity', 'none'} or callable, default='intensity'
         Training-time augmentation of each batch. ``'intensity'``: random gain, offset,
         log-linear bias field and noise drawn independently for T1 and T2 (no spatial
         transform), see :class:`~hcl_sklearn.nn.augment.IntensityAugmentation`; a
         callable takes and returns a ``(B, 2, D, H, W)`` tensor. The reference uses
         none.
-    lr : float, default=1e-4
-        AdamW learning rate.
+    lr : float, default=1e-3
+        AdamW learning rate (reference: 1e-4).
     weight_decay : float, default=0.01
     lr_schedule : {'cosine_warm_restarts', 'constant'}, default='cosine_warm_restarts'
         ``CosineAnnealingWarmRestarts(T_0=10, T_mult=2, eta_min=1e-6)`` stepped per epoch
         (reference), or a constant rate.
     max_epochs : int, default=100
-    batch_size : int, default=4
+    batch_size : int, default=16
+        Subjects per step (reference: 4 per GPU).
     validation_fraction : float in (0, 1) or None, default=0.1
         Fraction of subjects held out (at random, by ``random_state``) to compute the
         validation loss (in-batch InfoNCE) and alignment metrics each epoch; the
@@ -365,15 +387,42 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
     >>> import numpy as np
     >>> from hcl_sklearn import MomentumContrastiveEmbedder
     >>> X = np.random.default_rng(0).random((12, 2, 16, 16, 16), dtype=np.float32)
-    >>> emb = MomentumContrastiveEmbedder(encoder="cnn", embed_dim=8, cnn_widths=(4,),
-    ...                                   proj_dim=8, max_epochs=2, validation_fraction=0.25,
+    >>> emb = MomentumContrastiveEmbedder(max_epochs=2, batch_size=4, momentum=0.5,
+    ...                                   queue_size=4, validation_fraction=0.25,
     ...                                   random_state=0).fit(X)
-    >>> Z = emb.transform(X)
+    >>> Z = emb.set_params(output="projection").transform(X)
     >>> Z.shape
-    (12, 16)
-    >>> emb.get_feature_names_out()[[0, 8]]
+    (12, 64)
+    >>> emb.get_feature_names_out()[[0, 32]]
     array(['t1_000', 't2_000'], dtype=object)
     """
+
+    @classmethod
+    def reference(cls, **params):
+        """The reference implementation's configuration (Xia et al., 2026), ``params``
+        overriding it: the 3-D ViT (patch 14 x 16 x 14 at 1 mm, dim 384, depth 12, 6
+        heads) with mean-pooled tokens, projection 384 -> 384 -> 256 with one shared
+        BatchNorm, momentum 0.999, a 65,536-key queue of T2 keys, tau 0.07, no
+        augmentation, AdamW lr 1e-4 (weight decay 0.01) with cosine warm restarts,
+        batches of 4, 100 epochs, 10% held out for the validation loss.
+
+        Parameters
+        ----------
+        **params
+            Any constructor parameter, e.g. ``device='cuda'`` or ``max_epochs=300``.
+
+        Returns
+        -------
+        MomentumContrastiveEmbedder
+
+        Examples
+        --------
+        >>> from hcl_sklearn import MomentumContrastiveEmbedder
+        >>> emb = MomentumContrastiveEmbedder.reference(max_epochs=300)
+        >>> emb.encoder, emb.embed_dim, emb.momentum, emb.max_epochs
+        ('vit', 384, 0.999, 300)
+        """
+        return cls(**{**REFERENCE_PARAMS, **params})
 
     _parameter_constraints: dict = {
         "encoder": [StrOptions({"vit", "cnn"})],
@@ -382,7 +431,7 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
         "depth": [Interval(numbers.Integral, 0, None, closed="left")],
         "n_heads": [Interval(numbers.Integral, 1, None, closed="left")],
         "cnn_widths": [tuple, list],
-        "pooling": [StrOptions({"mean"}), tuple, list],
+        "pooling": [StrOptions({"mean", "grid"}), tuple, list],
         "proj_dim": [Interval(numbers.Integral, 1, None, closed="left")],
         "proj_hidden_dim": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "projector_batchnorm": [StrOptions({"shared", "per_modality"})],
@@ -411,12 +460,13 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
         "callbacks": [list, tuple, None],
     }
 
-    def __init__(self, encoder="vit", patch_size=(14, 16, 14), embed_dim=384, depth=12,
-                 n_heads=6, cnn_widths=(16, 32, 64), pooling="mean", proj_dim=256,
-                 proj_hidden_dim=None, projector_batchnorm="shared", shared_encoder=True,
-                 momentum=0.999, queue_size=65536, temperature=0.07, queue_modalities="t2",
-                 augment="none", lr=1e-4, weight_decay=0.01, lr_schedule="cosine_warm_restarts",
-                 max_epochs=100, batch_size=4, validation_fraction=0.1, output="pooled",
+    def __init__(self, encoder="cnn", patch_size=(14, 16, 14), embed_dim=24, depth=12,
+                 n_heads=6, cnn_widths=(8, 16), pooling="grid", proj_dim=32,
+                 proj_hidden_dim=256, projector_batchnorm="per_modality", shared_encoder=True,
+                 momentum=0.9, queue_size=65536, temperature=0.1, queue_modalities="both",
+                 augment="intensity", lr=1e-3, weight_decay=0.01,
+                 lr_schedule="cosine_warm_restarts", max_epochs=100, batch_size=16,
+                 validation_fraction=0.1, output="pooled",
                  target_shape="auto", downsample=1, cache_dir=None, temp_folder=None,
                  device="auto", precision="auto", num_workers=0, random_state=None,
                  verbose=0, callbacks=None):
@@ -496,8 +546,8 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
             raise ValueError(f"cnn_widths must be positive ints; got {self.cnn_widths!r}.")
         if not isinstance(self.pooling, str) and (
                 len(self.pooling) != 3 or any(int(g) < 1 for g in self.pooling)):
-            raise ValueError(f"pooling must be 'mean' or a grid of 3 positive ints such as "
-                             f"(2, 2, 2); got {self.pooling!r}.")
+            raise ValueError(f"pooling must be 'grid', 'mean' or a grid of 3 positive ints "
+                             f"such as (2, 2, 2); got {self.pooling!r}.")
 
     def _warn_if_it_cannot_learn(self, n_train):
         """Warn (naming the parameters to change) where the data are too few for the

@@ -79,6 +79,8 @@ class DemoConfig:
     queue_modalities: str = "both"
     lr: float = 1e-3
     lr_schedule: str = "constant"
+    augment: str = "none"
+    proj_hidden_dim: object = None
     max_epochs: int = 10
     ae_latent_dim: int = 64
     ae_base_channels: int = 4
@@ -177,6 +179,7 @@ def _stage_train(cfg, results, kind, verbose):
                     projector_batchnorm=cfg.projector_batchnorm, momentum=cfg.momentum,
                     temperature=cfg.temperature, queue_modalities=cfg.queue_modalities,
                     lr=cfg.lr, lr_schedule=cfg.lr_schedule, max_epochs=cfg.max_epochs,
+                    augment=cfg.augment, proj_hidden_dim=cfg.proj_hidden_dim,
                     batch_size=cfg.batch_size,
                     device=cfg.device, random_state=cfg.random_state, verbose=verbose)
     else:

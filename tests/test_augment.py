@@ -65,14 +65,14 @@ def test_embedder_augments_training_batches_only():
     X = (rng.random((16, 2, 8, 8, 8)) + 0.1).astype(np.float32)
     kw = dict(encoder="cnn", embed_dim=8, cnn_widths=(4,), proj_dim=8, batch_size=4,
               max_epochs=2, validation_fraction=None, momentum=0.5, random_state=0)
-    plain = MomentumContrastiveEmbedder(**kw).fit(X)
+    plain = MomentumContrastiveEmbedder(**kw, augment="none").fit(X)
     aug = MomentumContrastiveEmbedder(**kw, augment="intensity").fit(X)
     assert isinstance(aug.net_.augmentation, IntensityAugmentation)
     assert plain.net_.augmentation is None
     Z = aug.transform(X)
     np.testing.assert_array_equal(Z, aug.transform(X))
     assert not np.allclose(Z, plain.transform(X))
-    custom = MomentumContrastiveEmbedder(**kw, augment=lambda x: x).fit(X)
+    custom = MomentumContrastiveEmbedder(**kw, augment=lambda x: x).fit(X)   # identity
     np.testing.assert_array_equal(custom.transform(X), plain.transform(X))
     with pytest.raises(ValueError, match="augment"):
         MomentumContrastiveEmbedder(**kw, augment="flip").fit(X)

@@ -13,7 +13,8 @@ from sklearn.utils.estimator_checks import check_estimator
 from hcl_sklearn import ModalityPCA, MomentumContrastiveEmbedder
 
 FAST = dict(encoder="cnn", embed_dim=8, cnn_widths=(4,), proj_dim=8, batch_size=4,
-            max_epochs=1, validation_fraction=0.25, random_state=0)
+            pooling="mean", proj_hidden_dim=None, max_epochs=1, validation_fraction=0.25,
+            random_state=0)
 
 _2D = ("sklearn's check feeds 2-D (n_samples, n_features) arrays; the embedder takes "
        "paired volumes (n, 2, D, H, W) and rejects other ranks with a ValueError")
@@ -77,16 +78,24 @@ def test_clone_get_set_params():
     emb = MomentumContrastiveEmbedder(temperature=0.2, queue_modalities="both")
     params = emb.get_params()
     reference = dict(encoder="vit", patch_size=(14, 16, 14), embed_dim=384, depth=12,
-                     n_heads=6, proj_dim=256, shared_encoder=True, momentum=0.999,
-                     queue_size=65536, lr=1e-4, weight_decay=0.01, device="auto",
+                     n_heads=6, pooling="mean", proj_dim=256, proj_hidden_dim=None,
+                     projector_batchnorm="shared", shared_encoder=True, momentum=0.999,
+                     queue_size=65536, temperature=0.07, queue_modalities="t2",
+                     augment="none", lr=1e-4, weight_decay=0.01,
+                     lr_schedule="cosine_warm_restarts", batch_size=4, device="auto",
                      precision="auto", output="pooled")
+    ref = MomentumContrastiveEmbedder.reference(lr=2e-4)
     for key, value in reference.items():
-        assert MomentumContrastiveEmbedder().get_params()[key] == value, key
+        assert ref.get_params()[key] == (2e-4 if key == "lr" else value), key
+    assert clone(ref).get_params() == ref.get_params()
+    defaults = MomentumContrastiveEmbedder().get_params()
+    assert (defaults["encoder"], defaults["pooling"], defaults["augment"]) == (
+        "cnn", "grid", "intensity")
     assert params["temperature"] == 0.2 and params["queue_modalities"] == "both"
     c = clone(emb)
     assert c is not emb and c.get_params() == params
     c.set_params(lr=3e-4, max_epochs=2)
-    assert c.lr == 3e-4 and c.max_epochs == 2 and emb.lr == 1e-4
+    assert c.lr == 3e-4 and c.max_epochs == 2 and emb.lr == 1e-3
 
 
 def test_pipeline_in_cross_val_score(cohort):

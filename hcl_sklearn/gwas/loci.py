@@ -1,6 +1,6 @@
 """From summary statistics to loci: LD clumping, padding, merging and the T1/T2 overlap.
 
-Protocol (``DESIGN.md`` section 1, as in the reference study):
+Protocol (as in the reference study, Xia et al. 2026; docs/gwas.md):
 
 1. per modality, the minimum p-value of each SNP across the modality's dimensions;
 2. genome-wide threshold ``alpha / n_dims`` of the modality;

@@ -132,6 +132,10 @@ class SmallBatchSafeBatchNorm1d(nn.BatchNorm1d):
         return super().forward(x)
 
 
+#: ``pooling='grid'`` keeps at most this many token-grid cells per axis (8^3 = 512 cells).
+MAX_GRID_CELLS = 8
+
+
 class ProjectionHead(nn.Module):
     """``Linear(d, h) - BatchNorm - ReLU - Linear(h, p)`` then L2 normalisation.
 
@@ -207,11 +211,12 @@ class MomentumContrast(nn.Module):
         EMA coefficient ``m`` of the key weights: ``k <- m k + (1 - m) q``.
     queue_size : int, default=65536
     queue_modalities : {'t2', 'both'}, default='t2'
-    pooling : 'mean' or tuple of 3 int, default='mean'
+    pooling : 'mean', 'grid' or tuple of 3 int, default='mean'
         How the token grid becomes one vector per volume: ``'mean'`` averages every
         token (reference); a grid such as ``(2, 2, 2)`` average-pools the token grid
         to that grid and concatenates the cells, keeping coarse spatial layout
-        (pooled dimension ``embed_dim * prod(grid)``).
+        (pooled dimension ``embed_dim * prod(grid)``); ``'grid'`` keeps the token grid
+        itself, average-pooled to at most ``MAX_GRID_CELLS`` cells per axis.
     projector_batchnorm : {'shared', 'per_modality'}, default='shared'
         BatchNorm of the projection head, see :class:`ProjectionHead`.
 
@@ -252,13 +257,16 @@ class MomentumContrast(nn.Module):
         self.grid = tuple(first.grid)
         if isinstance(pooling, str) and pooling == "mean":
             self.pooling, pooled_dim = "mean", embed_dim
+        elif isinstance(pooling, str) and pooling == "grid":
+            self.pooling = tuple(min(int(g), MAX_GRID_CELLS) for g in self.grid)
+            pooled_dim = embed_dim * math.prod(self.pooling)
         elif (not isinstance(pooling, str) and len(pooling) == 3
               and all(int(g) >= 1 for g in pooling)):
             self.pooling = tuple(int(g) for g in pooling)
             pooled_dim = embed_dim * math.prod(self.pooling)
         else:
-            raise ValueError(f"pooling must be 'mean' or a grid of 3 positive ints such as "
-                             f"(2, 2, 2); got {pooling!r}.")
+            raise ValueError(f"pooling must be 'mean', 'grid' or a grid of 3 positive ints "
+                             f"such as (2, 2, 2); got {pooling!r}.")
         self.pooled_dim = pooled_dim
         self.projector_q = ProjectionHead(pooled_dim, proj_dim, batchnorm=projector_batchnorm,
                                           hidden_dim=proj_hidden_dim)

@@ -1,6 +1,6 @@
 """The UDIP 3-D convolutional autoencoder (single-modality baseline) and its masked MSE loss.
 
-Architecture of the reference baseline ("UDIP", Xie et al.; DESIGN.md section 1):
+Architecture of the reference baseline ("UDIP", Xie et al.; see docs/autoencoder.md):
 a convolution block, four encoder blocks (each 2x max-pooling then a convolution
 block, doubling the channels), a linear 128-d latent, a linear map back to the
 bottleneck grid, four decoder blocks (a convolution block halving the channels
