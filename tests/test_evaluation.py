@@ -6,7 +6,9 @@ SkylakeX and Sandybridge (1 thread). Statistical
 thresholds come from a standard error or from the spread over 10 seeds (the test's seed
 and 100..108) under OPENBLAS_CORETYPE=Haswell and SkylakeX (the test's setup rerun with
 those seeds); the two kernels agree to <= 1.3e-15 on every
-statistic here (the disorder metrics exactly), so only the seed spread matters.
+statistic here (the disorder metrics exactly), so only the seed spread matters. Rechecked
+over 34 more seeds (0..13, 200..219) under Haswell, SkylakeX and Sandybridge (kernels agree
+to <= 2.5e-13; "34 seeds" below).
 """
 
 import numpy as np
@@ -45,7 +47,8 @@ def test_age_prediction_recovers_known_noise_level():
     pearson_r - r_true in -0.0064 .. 0.0024 (seed 0: 0.0003; SD 0.0028 vs SE 0.0035);
     cv_r_mean - r_true in -0.0027 .. 0.0027 (seed 0: -0.0002; SD 0.0015 vs SE 0.0018).
     The worst runs sit at 2.3 SE (MAE), 2.4 SE (RMSE), 1.8 SE (r), 1.5 SE (cv r); seed 0
-    at <= 1.1 SE.
+    at <= 1.1 SE. 34 seeds x 3 kernels: worst |MAE| 2.1 SE, |RMSE| 1.9 SE, |r| 2.1 SE,
+    |cv r| 3.0 SE (levels 3, 3, 4, 4 SE).
     """
     rng = np.random.default_rng(0)
     n, sigma = 600, 2.0
@@ -80,7 +83,8 @@ def test_age_prediction_null_features_give_no_correlation():
     0.038 (r) and 0.084 / sqrt(5) = 0.038 (MAE): bounds 0.114 and 0.113, tighter than
     before. Measured over 10 disjoint 5-seed groups (seeds 1..50) x 2 kernels: mean r
     -0.069 .. 0.037 (seeds 1..5: 0.006), mean MAE rel -0.090 .. 0.096 (seeds 1..5:
-    -0.003); kernels agree to 3e-16.
+    -0.003); kernels agree to 3e-16. Groups 200..204, .., 215..219 x 3 kernels: mean r
+    -0.040 .. 0.044, mean MAE rel -0.021 .. 0.069 (single seeds: r SD 0.058, MAE SD 0.091).
     """
     from sklearn.linear_model import Ridge
 
@@ -135,7 +139,8 @@ def test_age_prediction_all_regressors_run():
     0.80; svr or gbm; Fisher-z SE at n = 12 is 1/3). The check is now on cv_r_mean (3
     folds over all 60 subjects): worst regressor 0.641 .. 0.818 (seed 4: 0.649), so 0.5
     is cleared by 0.14 in the worst run; the held-out r must still be positive (4.3
-    Fisher-z SE below the truth). Kernels agree to 4e-16.
+    Fisher-z SE below the truth). Kernels agree to 4e-16. 34 seeds x 3 kernels: worst
+    regressor's cv_r_mean 0.570 .. 0.850, held-out r 0.42 .. 0.92.
     """
     rng = np.random.default_rng(4)
     X = rng.normal(size=(60, 3))
@@ -182,7 +187,7 @@ def test_disorder_classification_matches_sklearn_nested_cv():
     assert list(res.index) == ["1", "2", "3", "mean"]
     # seed 6: 0.924; Hanley-McNeil SE at AUC 0.9 with ~48 cases / 192 controls: 0.031,
     # so 0.8 is 4 SE below. 10 seeds x {Haswell, SkylakeX}: 0.831 .. 0.924 (SD 0.028),
-    # kernels identical
+    # kernels identical; 34 seeds x 3 kernels: 0.858 .. 0.943
     assert res.loc["mean", "roc_auc"] > 0.8
 
     # independent nested CV written directly with scikit-learn
@@ -211,7 +216,8 @@ def test_disorder_classification_null_is_chance_and_grid_has_all_penalties():
     3.3 SE; SE of a null balanced accuracy: sqrt(0.25 / n1 + 0.25 / n0) / 2 = 0.032, 0.12
     is 3.8 SE. Measured over 10 seeds x {Haswell, SkylakeX} (kernels identical):
     AUC - 0.5 in -0.025 .. 0.072 (seed 7: -0.025), balanced accuracy - 0.5 in
-    -0.021 .. 0.064 (seed 7: -0.021); the worst run clears 0.12 by >= 1.3 SE.
+    -0.021 .. 0.064 (seed 7: -0.021); the worst run clears 0.12 by >= 1.3 SE. 34 seeds x
+    3 kernels: AUC - 0.5 in -0.080 .. 0.045, balanced accuracy - 0.5 in -0.062 .. 0.057.
     """
     rng = np.random.default_rng(7)
     X = rng.normal(size=(300, 6))
@@ -259,6 +265,7 @@ def test_idp_association_matches_per_pair_ols_with_missing_values():
     idps.iloc[7, 1] = np.nan
     res = idp_association(X, idps, cov)
     assert len(res) == 2 * 6
+    # the same one division; approx's default rel=1e-6 is only a float-equality guard
     assert res.attrs["threshold"] == pytest.approx(0.05 / 12)
     C = np.column_stack([cov["age"], (cov["sex"] == "M").astype(float)])
     for _, row in res.iterrows():
@@ -273,6 +280,12 @@ def test_idp_association_matches_per_pair_ols_with_missing_values():
         assert row["t"] == pytest.approx(t, rel=1e-8)
         assert row["pvalue"] == pytest.approx(p, rel=1e-6, abs=1e-300)
         assert row["n"] == ok.sum()
+    # A fixed-seed check: Bonferroni at 0.05 makes a false positive among the 11 null pairs
+    # possible (FWER <= 5%), and the planted t ~ 0.4 sqrt(150) = 4.9 clears the cut |t| >
+    # 2.91 with power 0.977; over seeds 200..399 the set is exact for 191 of 200 (5 misses,
+    # 4 false positives). At seed 9 the planted t is 4.52 (1.6 t-units above the cut, p =
+    # threshold / 330) and the largest null |t| is 1.33 (1.6 below, p = 44 x threshold);
+    # kernels move log10 p by <= 2e-14 (3 kernels), so no decision hangs on roundoff.
     sig = res.loc[res["significant"], ["idp", "feature"]].apply(tuple, axis=1).tolist()
     assert sig == [("gm_volume", "t1_001")]
 
@@ -310,7 +323,8 @@ def test_idp_omnibus_null_pvalues_are_uniform():
     +3.7 SE). Measured over 10 seeds x {Haswell, SkylakeX} (kernels identical): 0.035 ..
     0.065 (seed 11: 0.0525). The KS p-value is itself uniform under the null, so ``>
     0.001`` fails one seed in 1000 by construction: measured 0.029 .. 0.98 (seed 11:
-    0.029, 29x the level; kernels agree to 5e-14).
+    0.029, 29x the level; kernels agree to 5e-14). 34 seeds x 3 kernels: fraction 0.0225 ..
+    0.080 (SD 0.012, the binomial SE), KS p 0.023 .. 0.996.
     """
     rng = np.random.default_rng(11)
     n = 80
@@ -337,7 +351,9 @@ def test_alignment_scores_separate_aligned_from_independent_pairs():
     160 queries 0.009: 0.1 is 10 SE above chance), linear_cka 0.059 .. 0.096, median_rank
     31.3 .. 47.8 (chance ~40). Worst-run margins: mean_cca_r 0.0087 (80 SD), top1 0.094,
     linear_cka 0.048 (270 SD), shuffled CKA 0.22 (45 SD), rbf gap 0.87, independent top1
-    0.069 (7 SE), independent CKA 0.20 (16 SD), median_rank 11 (2.6 SD).
+    0.069 (7 SE), independent CKA 0.20 (16 SD), median_rank 11 (2.6 SD). 34 seeds x 3
+    kernels: aligned mean_cca_r >= 0.9982, top1 1, linear_cka >= 0.9969, shuffled <= 0.076,
+    rbf gap >= 0.86; independent top1 <= 0.044, linear_cka <= 0.114, median_rank >= 33.
     """
     rng = np.random.default_rng(13)
     n, d = 80, 6

@@ -139,6 +139,9 @@ def test_outlier_rule_sets_values_beyond_sd_to_nan():
     expected = plain.mask(z.abs() > 5.0)
     # assert_frame_equal's default rtol=1e-5: the same scores (measured difference 0) and
     # no |z| lies within 0.57 of the 5 SD cut, so no mask decision hangs on roundoff
+    # (kernels move z by <= 4e-14). Fixed-seed values: subject 7's |z| on PC 0 is 11.0 here
+    # (12.6 .. 13.9 over seeds 200..219, but 1.1 at seed 12, where the stretch loads on
+    # another PC), and the closest |z| to the cut is 0.0099 away at seed 4
     pd.testing.assert_frame_equal(out, expected)
     assert np.isnan(out.iloc[7, 0])
     assert out.isna().to_numpy().sum() >= 1
@@ -174,10 +177,17 @@ def test_inverse_transform_recovers_low_rank_data():
 
 
 def test_in_pipeline_with_cross_val_score():
-    """4-fold R^2 of predicting one (scaled) column from 3 PCs per modality. Measured over
-    10 seeds (0 and 100..108, noise seed 2 for seed 0) x {Haswell, SkylakeX}: 0.915 ..
-    0.981 (seed 0: 0.973), kernels agree to 1e-15; 0.8 is 0.115 below the worst run
-    (~5 x the 0.02 SD)."""
+    """4-fold R^2 of predicting one (scaled) column from 3 PCs per modality.
+
+    The attainable R^2 depends on the draw: column 0 is latent @ w + 0.3 noise, so the
+    latent's share of its variance is |w|^2 / (|w|^2 + 0.09), 0.979 for seed 0 but 0.61 ..
+    0.98 over 40 seeds. The check is therefore on this seed's value, 0.973 (kernels agree
+    to 2.4e-15), against the SE of an R^2, ~2 R (1 - R^2) / sqrt(n) = 0.006: 0.8 is ~29 SE
+    below. Over seeds (noise seed = seed + 2): 0.915 .. 0.981 for 0 and 100..108 (Haswell,
+    SkylakeX); 0.722 .. 0.973 for 0..13 and 200..219 (3 kernels). The two runs below 0.8
+    of 40 (seeds 205: 0.722, 227: 0.749) are the weakest-loading draws (share 0.61, 0.69),
+    so 0.8 is not a bound for every seed, only for draws whose column 0 is mostly latent.
+    """
     df = embeddings(n=80)
     y = df.iloc[:, 0] / df.iloc[:, 0].std() + np.random.default_rng(2).normal(size=80) * 0.1
     pipe = make_pipeline(ModalityPCA(n_components=3, outlier_sd=5.0), SimpleImputer(),
@@ -192,6 +202,7 @@ def test_clone_and_pickle():
     c = clone(red)
     assert c.get_params() == red.get_params() and not hasattr(c, "pcas_")
     again = pickle.loads(pickle.dumps(red))
+    # the same fitted arrays through the same code: identical (default rtol=1e-5 unused)
     pd.testing.assert_frame_equal(again.transform(df), red.transform(df))
 
 
