@@ -55,7 +55,8 @@ from .volumes import MODALITIES, REFERENCE_SHAPE, PairedVolumes, check_paired_in
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["REFERENCE_PARAMS", "ConfigurationWarning", "MoCoNet", "MomentumContrastiveEmbedder", "effective_queue_size"]
+__all__ = ["REFERENCE_PARAMS", "ConfigurationWarning", "MoCoNet", "MomentumContrastiveEmbedder",
+           "effective_queue_size"]
 
 class ConfigurationWarning(UserWarning):
     """The configuration cannot learn well at the data's scale (the message says why and
