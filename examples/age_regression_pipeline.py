@@ -26,9 +26,10 @@ def main(n_subjects=120, shape=(16, 20, 16), max_epochs=3, random_state=0):
     X_train, X_test, age_train, age_test = train_test_split(
         X, age, test_size=0.25, random_state=random_state)
 
-    embedder = MomentumContrastiveEmbedder(
-        encoder="cnn", cnn_widths=(8, 16), embed_dim=32, proj_dim=32, momentum=0.99, lr=1e-3,
-        max_epochs=max_epochs, batch_size=16, device="cpu", random_state=random_state)
+    # the reference protocol: the encoder's full token grid (pooling='grid', the default)
+    # -> StandardScaler -> PCA per modality (ModalityPCA), fitted on the training subjects
+    embedder = MomentumContrastiveEmbedder(encoder="cnn", max_epochs=max_epochs,
+                                           device="cpu", random_state=random_state)
     model = make_pipeline(embedder, ModalityPCA(n_components=8), StandardScaler(),
                           RidgeCV(alphas=np.logspace(-2, 4, 13)))
     model.set_output(transform="pandas")  # keep t1_*/t2_* names: ModalityPCA groups by them

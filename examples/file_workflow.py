@@ -36,11 +36,11 @@ def main(outdir=None, n_subjects=120, shape=(16, 20, 16), max_epochs=3, random_s
 
     # 3. train, save, reload, embed
     embedder = MomentumContrastiveEmbedder(
-        encoder="cnn", cnn_widths=(8, 16), embed_dim=32, proj_dim=32, momentum=0.99, lr=1e-3,
-        max_epochs=max_epochs, batch_size=16, target_shape=shape, device="cpu",
+        encoder="cnn", max_epochs=max_epochs, target_shape=shape, device="cpu",
         random_state=random_state).fit(pairs)
     joblib.dump(embedder, out / "embedder.joblib")
     embedder = joblib.load(out / "embedder.joblib")
+    # token grid -> StandardScaler -> PCA per modality (the reference protocol)
     pcs = ModalityPCA(n_components=4).fit_transform(embedder.transform(pairs))
     pcs.to_csv(out / "embeddings.tsv", sep="\t")
 

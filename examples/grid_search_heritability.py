@@ -33,9 +33,8 @@ def main(n_subjects=100, shape=(16, 20, 16), max_epochs=2, random_state=0, workd
     scorer = HeritabilityScorer(grm=K, method="reml", covariates=covariates)
 
     pipe = Pipeline([
-        ("embed", MomentumContrastiveEmbedder(
-            encoder="cnn", cnn_widths=(4, 8), embed_dim=16, proj_dim=16, momentum=0.99,
-            lr=1e-3, max_epochs=max_epochs, batch_size=16, target_shape=shape, device="cpu",
+        ("embed", MomentumContrastiveEmbedder(  # token grid -> StandardScaler -> PCA
+            encoder="cnn", max_epochs=max_epochs, target_shape=shape, device="cpu",
             random_state=random_state)),
         ("pca", ModalityPCA(n_components=4)),
     ])

@@ -13,6 +13,7 @@ _LAZY = {
     "MomentumContrastiveEmbedder": "contrastive",
     "AutoencoderEmbedder": "autoencoder",
     "ModalityPCA": "reduction",
+    "CrossModalCCA": "reduction",
     "HeritabilityScorer": "heritability",
     "genetic_correlation": "heritability",
     "CrossModalGWAS": "gwas",

@@ -96,7 +96,8 @@ def _cmd_demo(args):
         "n_subjects": args.n_subjects, "shape": tuple(args.shape) if args.shape else None,
         "max_epochs": args.epochs, "ae_max_epochs": args.ae_epochs,
         "n_components": args.components, "encoder": args.encoder, "device": args.device,
-        "random_state": args.seed, "batch_size": args.batch_size}.items() if v is not None}
+        "random_state": args.seed, "batch_size": args.batch_size,
+        "realism": args.realism}.items() if v is not None}
     import dataclasses
 
     cfg = dataclasses.replace(base, **overrides)
@@ -302,7 +303,10 @@ def build_parser():
                     "Default sizes take under 10 minutes on 2 CPU cores; --quick about 1 minute.")
     p.add_argument("--out", default="hcl_report", help="output folder")
     p.add_argument("--quick", action="store_true", help="reduced run (120 subjects, 16x20x16)")
-    p.add_argument("--n-subjects", type=int, help="cohort size (default 400; quick 120)")
+    p.add_argument("--n-subjects", type=int, help="cohort size (default 1000; quick 120)")
+    p.add_argument("--realism", choices=["basic", "realistic"],
+                   help="simulator setting: 'basic' (default) or 'realistic' (sites, "
+                        "misregistration, own T2 mask, stronger nuisance, individual anatomy)")
     p.add_argument("--shape", type=int, nargs=3, metavar=("D", "H", "W"),
                    help="image grid (default 24 28 24; quick 16 20 16)")
     p.add_argument("--epochs", type=int, help="contrastive training epochs")

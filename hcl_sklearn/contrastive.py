@@ -82,8 +82,9 @@ def effective_queue_size(queue_size, n_train, batch_size):
     """Queue length actually used: ``queue_size`` clipped to what the data allows.
 
     A queue longer than the number of *other* training subjects necessarily holds
-    (stale) keys of the subjects of the current batch, i.e. false negatives. The
-    queue is therefore clipped to the largest multiple of the batch size that is
+    several (stale) keys of the same subjects, including those of the current batch
+    (which the loss leaves out as false negatives, wasting the slots). The queue is
+    therefore clipped to the largest multiple of the batch size that is
     at most ``n_train - batch_size``, and never below one batch::
 
         K = min(queue_size, max(b, b * floor((n_train - b) / b)))
@@ -124,7 +125,9 @@ class MoCoNet(NeuralNet):
 
     * ``train_step_single``: queries of T1 and T2, EMA update of the key encoder and
       projector, then keys (:meth:`MomentumContrast.forward_train`); the symmetric
-      InfoNCE with queue negatives (``get_loss``); backward; enqueue the keys;
+      InfoNCE with queue negatives, each subject's own stale queued keys left out
+      (``get_loss``; the batch's subject indices come as ``y``); backward; enqueue the keys
+      with their subject indices;
     * ``validation_step``: the in-batch symmetric InfoNCE of the query projections
       (the reference's validation loss); ``y_pred`` are the projections, which
       :class:`~hcl_sklearn.callbacks.ValidationAlignment` turns into retrieval/CKA;
@@ -184,16 +187,17 @@ class MoCoNet(NeuralNet):
 
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
-        Xi, _ = unpack_data(batch)
+        Xi, yi = unpack_data(batch)
         x = to_tensor(Xi, device=self.device)
+        ids = None if yi is None else to_tensor(yi, device=self.device).long()
         if self.augmentation is not None:
             x = self.augmentation(x)
         with self._autocast():
             q1, q2, k1, k2 = self.module_.forward_train(x)
-            loss = self.get_loss((q1, q2, k1, k2), None, X=Xi, training=True)
+            loss = self.get_loss((q1, q2, k1, k2), ids, X=Xi, training=True)
         scaler = getattr(self, "grad_scaler_", None)
         (scaler.scale(loss) if scaler is not None else loss).backward()
-        self.module_.enqueue(k1, k2)  # after backward: the loss used the old queue
+        self.module_.enqueue(k1, k2, ids)  # after backward: the loss used the old queue
         return {"loss": loss.detach(), "y_pred": torch.stack([q1, q2], dim=1).detach()}
 
     def train_step(self, batch, **fit_params):
@@ -214,11 +218,13 @@ class MoCoNet(NeuralNet):
         return step
 
     def get_loss(self, y_pred, y_true=None, X=None, training=False):
-        """Training: symmetric InfoNCE with queue negatives; validation: in-batch."""
+        """Training: symmetric InfoNCE with queue negatives (``y_true``: the batch's
+        subject indices, whose own queued keys are left out); validation: in-batch."""
         if training:
             q1, q2, k1, k2 = y_pred
             neg_t1_query, neg_t2_query = self.module_.negatives()
-            return self.criterion_(q1, q2, k1, k2, neg_t1_query, neg_t2_query)
+            exclude = None if y_true is None else self.module_.false_negatives(y_true)
+            return self.criterion_(q1, q2, k1, k2, neg_t1_query, neg_t2_query, exclude)
         return self.criterion_.in_batch(y_pred[:, 0], y_pred[:, 1])
 
     def validation_step(self, batch, **fit_params):
@@ -567,7 +573,7 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
         if self.queue_size_ < self.queue_size:
             warnings.warn(
                 f"queue_size={self.queue_size} is more than the {n_train} training subjects "
-                f"can fill without keys of the current batch (false negatives); the queue "
+                f"can fill with one key each besides the current batch; the queue "
                 f"holds {self.queue_size_} keys (queue_size_). Pass queue_size <= "
                 f"{self.queue_size_} to choose it yourself.", ConfigurationWarning,
                 stacklevel=4)

@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ModalityPCA", "modality_of"]
+__all__ = ["CrossModalCCA", "ModalityPCA", "modality_of"]
 
 
 def modality_of(feature_name):
@@ -313,3 +313,138 @@ class ModalityPCA(TransformerMixin, BaseEstimator):
         tags.input_tags.allow_nan = False
         tags.transformer_tags.preserves_dtype = ["float64"]
         return tags
+
+
+class CrossModalCCA(TransformerMixin, BaseEstimator):
+    """The linear cross-modal reference model: PCA per modality, then CCA between them.
+
+    The T1 and T2 columns (``t1_*``, ``t2_*``; or the two equal halves of an array) are each
+    centred and reduced by their own :class:`~sklearn.decomposition.PCA`, and a
+    :class:`~sklearn.cross_decomposition.CCA` finds the directions of the two PCA spaces
+    whose scores correlate most across subjects. The canonical variates of the two
+    modalities live in one shared space, so they can be compared subject by subject
+    (cross-modal retrieval), like the contrastive embedder's projection. On z-scored
+    voxels this is the strongest *linear* model of what T1 and T2 share, and the reference
+    row a cross-modal learner must beat.
+
+    Parameters
+    ----------
+    n_pca : int, default=64
+        Principal components kept per modality before the CCA (clipped to
+        ``n_samples - 1`` and to the number of columns).
+    n_components : int, default=16
+        Canonical components (clipped to the PCA width).
+    max_iter : int, default=2000
+        Iterations of sklearn's CCA (NIPALS).
+    random_state : int, RandomState instance or None, default=0
+        Seed of the randomised PCA solver used on wide inputs.
+
+    Attributes
+    ----------
+    pcas_ : dict of str to PCA
+        The per-modality PCA (keys ``'t1'``, ``'t2'``).
+    cca_ : CCA
+    n_components_ : int
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Defined when ``X`` had string column names.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hcl_sklearn.reduction import CrossModalCCA
+    >>> rng = np.random.default_rng(0)
+    >>> shared = rng.normal(size=(60, 2))
+    >>> X = np.hstack([shared @ rng.normal(size=(2, 10)), shared @ rng.normal(size=(2, 10))])
+    >>> X += 0.1 * rng.normal(size=X.shape)
+    >>> Z = CrossModalCCA(n_pca=5, n_components=2).fit_transform(X)
+    >>> Z.shape, bool(np.corrcoef(Z[:, 0], Z[:, 2])[0, 1] > 0.95)
+    ((60, 4), True)
+    """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "n_pca": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, n_pca=64, n_components=16, *, max_iter=2000, random_state=0):
+        self.n_pca = n_pca
+        self.n_components = n_components
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    def _blocks(self, Xv):
+        names = getattr(self, "feature_names_in_", None)
+        if names is not None and any(modality_of(c) in ("t1", "t2") for c in names):
+            mods = np.array([modality_of(c) for c in names])
+            if not set(mods) <= {"t1", "t2"}:
+                other = sorted(set(mods) - {"t1", "t2"})
+                raise ValueError(f"CrossModalCCA takes t1_* and t2_* columns only; got "
+                                 f"columns with prefixes {other}. Select the two modalities.")
+            return Xv[:, mods == "t1"], Xv[:, mods == "t2"]
+        if Xv.shape[1] % 2:
+            raise ValueError(f"X has {Xv.shape[1]} columns without t1_/t2_ names; an array "
+                             "must hold the T1 and then the T2 columns in two equal halves.")
+        half = Xv.shape[1] // 2
+        return Xv[:, :half], Xv[:, half:]
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the two PCAs and the CCA between their scores.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        from sklearn.cross_decomposition import CCA
+        from sklearn.decomposition import PCA
+
+        Xv = validate_data(self, X, dtype=[np.float64, np.float32])
+        A, B = self._blocks(Xv)
+        if A.shape[1] == 0 or B.shape[1] == 0:
+            raise ValueError("X needs both T1 and T2 columns.")
+        k = min(self.n_pca, Xv.shape[0] - 1, A.shape[1], B.shape[1])
+        if k < 1:
+            raise ValueError(f"CrossModalCCA needs at least 2 subjects; got {Xv.shape[0]}.")
+        self.pcas_ = {m: PCA(k, random_state=self.random_state).fit(M)
+                      for m, M in (("t1", A), ("t2", B))}
+        self.n_components_ = min(self.n_components, k)
+        self.cca_ = CCA(self.n_components_, max_iter=self.max_iter).fit(
+            self.pcas_["t1"].transform(A), self.pcas_["t2"].transform(B))
+        return self
+
+    def transform(self, X):
+        """Canonical variates ``t1_cc000 …`` and ``t2_cc000 …`` of each subject.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        Z : DataFrame or ndarray of shape (n_samples, 2 * n_components_)
+            A DataFrame (index of ``X``) when ``X`` is one.
+        """
+        check_is_fitted(self, "cca_")
+        index = X.index if isinstance(X, pd.DataFrame) else None
+        Xv = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        A, B = self._blocks(Xv)
+        a, b = self.cca_.transform(self.pcas_["t1"].transform(A), self.pcas_["t2"].transform(B))
+        out = np.hstack([a, b])
+        if index is not None:
+            return pd.DataFrame(out, index=index, columns=self.get_feature_names_out())
+        return out
+
+    def get_feature_names_out(self, input_features=None):
+        """``t1_cc000 …, t2_cc000 …``."""
+        check_is_fitted(self, "cca_")
+        k = self.n_components_
+        return np.asarray([f"t1_cc{j:03d}" for j in range(k)]
+                          + [f"t2_cc{j:03d}" for j in range(k)], dtype=object)

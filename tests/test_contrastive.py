@@ -1,5 +1,6 @@
 """MomentumContrastiveEmbedder: fitting, transform forms, persistence, resume, guards."""
 
+import math
 import pickle
 
 import joblib
@@ -200,6 +201,33 @@ def test_queue_is_clipped_to_the_data():
     assert effective_queue_size(65536, 100, 8) == 88
     assert effective_queue_size(10, 100, 8) == 10
     assert effective_queue_size(65536, 3, 4) == 3
+
+
+class _RecordExclusions(Callback):
+    """Per training batch: the batch's subject indices and how many queued keys of them
+    the loss leaves out."""
+
+    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+        if training:
+            ids = torch.as_tensor(batch[1])
+            self.seen_ = getattr(self, "seen_", []) + [
+                (ids.tolist(), int(net.module_.false_negatives(ids).sum()))]
+
+
+def test_fit_leaves_each_subjects_stale_keys_out(volumes):
+    """With a queue as long as the other training subjects and shuffled epochs, from the
+    second epoch on the queue holds stale keys of the batch's own subjects: the loss must
+    see them as excluded, and the queue must record only training-subject indices."""
+    emb = MomentumContrastiveEmbedder(**{**FAST, "max_epochs": 3, "validation_fraction": None},
+                                      callbacks=[("rec", _RecordExclusions())])
+    emb.fit(volumes)
+    n = len(volumes)
+    ids = emb.net_.module_.queue_ids
+    assert ((ids >= 0) & (ids < n)).all()  # filled in epoch 1, with subject indices only
+    assert len(set(ids.tolist())) == len(ids)  # one key per subject (queue <= n - batch)
+    first_epoch = math.ceil(n / FAST["batch_size"])
+    seen = dict(emb.net_.callbacks_)["rec"].seen_  # the net's copy of the callback
+    assert sum(k for _, k in seen[first_epoch:]) > 0
 
 
 class _PoisonWeights(Callback):

@@ -81,6 +81,33 @@ def test_info_nce_matches_closed_form():
                                        abs=_loss_bound(7, 0.07, 10.7))
 
 
+def test_info_nce_leaves_excluded_negatives_out():
+    """Excluding negatives equals the closed form computed without them, row by row."""
+    rng = np.random.default_rng(3)
+    q, k, neg = _unit(rng, 4, 5), _unit(rng, 4, 5), _unit(rng, 6, 5)
+    exclude = np.zeros((4, 6), dtype=bool)
+    exclude[0, [1, 4]] = True
+    exclude[2, :] = True  # every negative out: the loss of that row is 0
+    ref = np.mean([_info_nce_reference(q[i:i + 1], k[i:i + 1], neg[~exclude[i]], 0.1)
+                   if (~exclude[i]).any() else 0.0 for i in range(4)])
+    got = info_nce(torch.tensor(q), torch.tensor(k), torch.tensor(neg), 0.1,
+                   exclude=torch.tensor(exclude))
+    assert float(got) == pytest.approx(ref, abs=_loss_bound(5, 0.1, ref))
+
+
+def test_queue_remembers_subjects_and_masks_their_stale_keys():
+    moco = _small_moco(queue_size=6, queue_modalities="both")
+    k = F.normalize(torch.randn(4, 4, dtype=torch.float64), dim=1)
+    assert (moco.queue_ids == -1).all()  # initial random keys belong to nobody
+    moco.enqueue(k, k, torch.tensor([7, 3, 9, 1]))
+    mask = moco.false_negatives(torch.tensor([3, 5]))
+    expected = torch.zeros(2, 6, dtype=torch.bool)
+    expected[0, 1] = True
+    torch.testing.assert_close(mask, expected)
+    moco.enqueue(k, k)  # no ids: slots 4, 5, 0, 1 belong to nobody
+    assert moco.queue_ids.tolist() == [-1, -1, 9, 1, -1, -1]
+
+
 def test_in_batch_info_nce_matches_closed_form():
     rng = np.random.default_rng(1)
     a, b = _unit(rng, 4, 3), _unit(rng, 4, 3)

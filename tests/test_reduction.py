@@ -234,3 +234,45 @@ def test_transform_with_other_columns_raises():
 @parametrize_with_checks([ModalityPCA(n_components=2)])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+# --------------------------------------------------------------------------- CrossModalCCA
+def test_cross_modal_cca_recovers_the_closed_form_canonical_correlation():
+    """One shared latent s: T1 = s a + e1, T2 = s b + e2 with iid unit noise. The best linear
+    read-out of s from T1 has R^2 = |a|^2 / (|a|^2 + 1), so the population canonical
+    correlation is sqrt(R^2_1 R^2_2) = 0.8 for |a|^2 = |b|^2 = 4. Held-out (1000 subjects),
+    its sampling SE is (1 - rho^2) / sqrt(n) = 0.011; 0.05 is 4.5 SE."""
+    from hcl_sklearn.reduction import CrossModalCCA
+
+    rng = np.random.default_rng(0)
+    n, p = 2000, 12
+    a = rng.normal(size=p)
+    b = rng.normal(size=p)
+    a *= 2 / np.linalg.norm(a)
+    b *= 2 / np.linalg.norm(b)
+    s = rng.normal(size=n)
+    X = np.hstack([np.outer(s, a) + rng.normal(size=(n, p)),
+                   np.outer(s, b) + rng.normal(size=(n, p))])
+    cols = [f"t1_{i}" for i in range(p)] + [f"t2_{i}" for i in range(p)]
+    df = pd.DataFrame(X, columns=cols)
+    cca = CrossModalCCA(n_pca=6, n_components=2).fit(df.iloc[:1000])
+    Z = cca.transform(df.iloc[1000:])
+    assert list(Z.columns) == ["t1_cc000", "t1_cc001", "t2_cc000", "t2_cc001"]
+    rho = abs(np.corrcoef(Z["t1_cc000"], Z["t2_cc000"])[0, 1])
+    assert abs(rho - 0.8) < 0.05
+    # the second pair carries no shared signal: |r| within 4 SE (1/sqrt(1000)) of 0
+    assert abs(np.corrcoef(Z["t1_cc001"], Z["t2_cc001"])[0, 1]) < 4 / np.sqrt(1000)
+    # an array is read as two equal halves, and gives the same variates
+    np.testing.assert_allclose(CrossModalCCA(n_pca=6, n_components=2).fit(X[:1000])
+                               .transform(X[1000:]), Z.to_numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_cross_modal_cca_rejects_other_columns_and_odd_arrays():
+    from hcl_sklearn.reduction import CrossModalCCA
+
+    df = pd.DataFrame(np.random.default_rng(0).normal(size=(10, 3)),
+                      columns=["t1_a", "t2_a", "age_x"])
+    with pytest.raises(ValueError, match="t1_\\* and t2_\\* columns only"):
+        CrossModalCCA(n_pca=2, n_components=1).fit(df)
+    with pytest.raises(ValueError, match="two equal halves"):
+        CrossModalCCA().fit(np.zeros((10, 3)))

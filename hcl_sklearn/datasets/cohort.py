@@ -42,6 +42,17 @@ AGE_MEAN, AGE_SD, AGE_RANGE = 63.0, 7.5, (45.0, 82.0)
 CAUSAL_MIN_MAF = 0.05
 _CHUNK = 32
 
+#: Acquisition and anatomy settings of each ``realism`` level (see docs/simulator.md for the
+#: published property behind every ``'realistic'`` value).
+REALISM = {
+    "basic": dict(noise_level=(0.03, 0.03), bias_strength=0.1, n_sites=1, site_gain_sd=0.0,
+                  t2_shift_mm=0.0, t2_mask_threshold=(0.5, 0.5), individual_rms_mm=0.0,
+                  individual_sigma_mm=12.0),
+    "realistic": dict(noise_level=(0.03, 0.05), bias_strength=0.2, n_sites=3,
+                      site_gain_sd=0.05, t2_shift_mm=0.6, t2_mask_threshold=(0.35, 0.65),
+                      individual_rms_mm=1.5, individual_sigma_mm=20.0),
+}
+
 __all__ = ["make_paired_cohort"]
 
 
@@ -121,8 +132,9 @@ def _heritable_factor(G, maf, rng, n_causal, h2):
 def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_causal=50,
                        h2=0.5, h2_t1_only=0.4, h2_t2_only=0.4, n_noise=2, prevalence=0.2,
                        n_pcs=10, genotype_model="mosaic", segment_cm=2.0, min_maf=0.01,
-                       noise_level=0.03, bias_strength=0.1, return_tissues=False,
-                       return_displacement=False, random_state=None, verbose=0):
+                       noise_level=None, bias_strength=None, realism="basic",
+                       return_tissues=False, return_displacement=False, random_state=None,
+                       verbose=0):
     """Simulate a cohort of paired T1/T2 brain volumes with genotypes and known truth.
 
     Parameters
@@ -154,10 +166,21 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
         Mean mosaic segment length in cM.
     min_maf : float, default=0.01
         SNPs below this minor allele frequency in the panel are dropped.
-    noise_level : float, default=0.03
-        Rician noise SD relative to the brightest tissue.
-    bias_strength : float, default=0.1
-        SD of the log bias field.
+    noise_level : float, (float, float) or None, default=None
+        Rician noise SD relative to the brightest tissue (one value, or T1's and T2's);
+        ``None``: the ``realism`` level's (0.03; ``'realistic'``: 0.03 T1, 0.05 T2).
+    bias_strength : float or None, default=None
+        SD of the log bias field; ``None``: the ``realism`` level's (0.1; ``'realistic'``:
+        0.2).
+    realism : {'basic', 'realistic'}, default='basic'
+        ``'basic'``: the original cohort (one scanner, T1 and T2 perfectly registered with one
+        brain mask, weak nuisance). ``'realistic'`` adds, each from a published property of
+        real data (docs/simulator.md): 3 scanner sites with their own tissue contrast
+        (``covariates`` gains ``site_2``, ``site_3``), a stronger bias field and a noisier
+        T2, a residual T2-to-T1 misregistration of about 1 mm, a T2 brain mask of its own,
+        and each subject's own non-heritable high-dimensional anatomical variability (a
+        smooth random warp of 1.5 mm RMS). Genotypes, factors, age and disorder are the same
+        as with ``'basic'`` for the same ``random_state``.
     return_tissues : bool, default=False
         Also return the warped tissue fractions ``tissues`` (n, 3, D, H, W), channels
         ``('gm', 'wm', 'csf')``.
@@ -181,7 +204,9 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
         modalities, effect, requested and realised h2; ``factor_values`` and
         ``genetic_values`` DataFrames; ``causal`` DataFrame of causal SNPs and effects;
         ``deformation_scale`` Series, < 1 where a subject's deformation was shrunk to stay
-        invertible), and ``tissues`` / ``displacement`` when asked.
+        invertible; ``t2_shift_mm``, the T2 image's residual misregistration (the T2 tissue
+        at ``x`` is the T1's at ``x + shift``; zero with ``'basic'``)), ``site`` (Series,
+        1 … number of sites), ``realism``, and ``tissues`` / ``displacement`` when asked.
 
     Examples
     --------
@@ -213,12 +238,25 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
     if genotype_model not in GENOTYPE_MODELS:
         raise ValueError(f"genotype_model must be one of {GENOTYPE_MODELS}; got "
                          f"{genotype_model!r}.")
-    for name, val in (("noise_level", noise_level), ("bias_strength", bias_strength)):
-        if not isinstance(val, numbers.Real) or val < 0:
-            raise ValueError(f"{name} must be a number >= 0; got {val!r}.")
+    if realism not in REALISM:
+        raise ValueError(f"realism must be one of {sorted(REALISM)}; got {realism!r}.")
+    settings = dict(REALISM[realism])
+    if noise_level is not None:
+        levels = np.atleast_1d(np.asarray(noise_level, dtype=object))
+        if levels.size not in (1, 2) or not all(
+                isinstance(v, numbers.Real) and not isinstance(v, bool) and v >= 0
+                for v in levels):
+            raise ValueError(f"noise_level must be a number >= 0 or one per modality (T1, T2); "
+                             f"got {noise_level!r}.")
+        settings["noise_level"] = tuple(float(v) for v in np.broadcast_to(levels, (2,)))
+    if bias_strength is not None:
+        if (not isinstance(bias_strength, numbers.Real) or isinstance(bias_strength, bool)
+                or bias_strength < 0):
+            raise ValueError(f"bias_strength must be a number >= 0; got {bias_strength!r}.")
+        settings["bias_strength"] = float(bias_strength)
 
-    seeds = _seed_sequence(random_state).spawn(4)
-    rng_geno, rng_pheno, rng_img, rng_pc = (np.random.default_rng(s) for s in seeds)
+    seeds = _seed_sequence(random_state).spawn(5)
+    rng_geno, rng_pheno, rng_img, rng_pc, rng_site = (np.random.default_rng(s) for s in seeds)
 
     # -- genotypes and demographics -------------------------------------------------------
     G, snps = simulate_genotypes(n, genotype_model, segment_cm=segment_cm, min_maf=min_maf,
@@ -271,12 +309,16 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
     covariates = pd.DataFrame({"age": age, "sex": sex}, index=ids)
     for k in range(n_pcs):
         covariates[f"PC{k + 1}"] = pcs[:, k]
+    site = rng_site.integers(0, settings["n_sites"], n)
+    for k in range(1, settings["n_sites"]):  # one-hot, first site the reference
+        covariates[f"site_{k + 1}"] = (site == k).astype(np.int64)
 
     bunch = Bunch(
         X=None, subject_ids=ids, genotypes=G, snps=snps,
         covariates=covariates, age=pd.Series(age, index=ids, name="age"),
         disorder=pd.Series(disorder, index=ids, name="disorder"),
         sex=pd.Series(sex, index=ids, name="sex"),
+        site=pd.Series(site + 1, index=ids, name="site"), realism=realism,
         affine=None if shape is None else anatomy.affine_for_shape(shape),
         truth=Bunch(factors=factors, factor_values=factor_values,
                     genetic_values=pd.DataFrame(genetic, index=ids), causal=causal,
@@ -284,13 +326,37 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
         DESCR=__doc__,
     )
     if shape is not None:
-        _render_images(bunch, shape, rng_img, noise_level=float(noise_level),
-                       bias_strength=float(bias_strength), return_tissues=return_tissues,
+        _render_images(bunch, shape, rng_img, rng_site, settings, site,
+                       return_tissues=return_tissues,
                        return_displacement=return_displacement, verbose=verbose)
     return bunch
 
 
-def _render_images(bunch, shape, rng, *, noise_level, bias_strength, return_tissues,
+def _site_gains(rng, n_sites, sd):
+    """Per site and modality: multiplicative change of each tissue's intensity."""
+    return [{mod: {t: float(np.exp(rng.normal(0.0, sd))) for t in ("csf", "gm", "wm")}
+             for mod in ("t1", "t2")} for _ in range(n_sites)]
+
+
+def _tissues(maps, u, age_z, patterns, threshold=0.5):
+    """Warped, age-thinned tissue fractions (normalised in the brain) and the brain mask."""
+    gm, wm, mask = anatomy.warp_maps(maps, u)
+    brain = mask >= threshold
+    gm = np.clip(gm, 0, 1)
+    wm = np.clip(wm, 0, 1)
+    csf = np.clip(mask - gm - wm, 0, 1)
+    # age-related cortical thinning: outer grey matter turns into CSF
+    loss = np.clip(0.05 * (age_z + 1.5), 0.0, 0.25) * patterns["cortex"] * gm
+    gm = gm - loss
+    csf = csf + loss
+    total = gm + wm + csf
+    empty = brain & (total < 1e-3)
+    csf[empty], total[empty] = 1.0, 1.0
+    inv = np.where(brain, 1.0 / np.maximum(total, 1e-3), 0.0).astype(np.float32)
+    return {"gm": gm * inv, "wm": wm * inv, "csf": csf * inv}, brain
+
+
+def _render_images(bunch, shape, rng, rng_site, settings, site, *, return_tissues,
                    return_displacement, verbose):
     from tqdm.auto import tqdm
 
@@ -309,36 +375,40 @@ def _render_images(bunch, shape, rng, *, noise_level, bias_strength, return_tiss
     tissues = np.empty((n, 3, *shape), dtype=np.float32) if return_tissues else None
     disp = np.empty((n, 3, *shape), dtype=np.float32) if return_displacement else None
     scales = np.ones(n)
+    shifts = np.zeros((n, 3))
     src = (maps["gm"], maps["wm"], maps["mask"])
+    realistic = settings["individual_rms_mm"] > 0 or settings["t2_shift_mm"] > 0
+    gains = (_site_gains(rng_site, settings["n_sites"], settings["site_gain_sd"])
+             if settings["site_gain_sd"] > 0 else None)
     # subjects per chunk: displacement fields of ~64 MiB at most (one subject at 1 mm)
     chunk = int(max(1, min(_CHUNK, 2**24 // (3 * int(np.prod(shape))))))
     with tqdm(total=n, desc="simulating subjects", disable=not verbose) as bar:
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
             u_ctrl = np.tensordot(F[start:stop], basis, axes=1)
+            if settings["individual_rms_mm"] > 0:  # each subject's own anatomy
+                u_ctrl += np.stack([anatomy.random_smooth_field(
+                    rng_site, settings["individual_sigma_mm"], settings["individual_rms_mm"])
+                    for _ in range(stop - start)])
             bound = anatomy.gradient_bound(u_ctrl)
             scale = np.minimum(1.0, anatomy.MAX_GRADIENT / np.maximum(bound, 1e-12))
             scales[start:stop] = scale
             u_ctrl *= scale.astype(np.float32)[:, None, None, None, None]
             u = anatomy.upsample_fields(u_ctrl, shape)
             for j, i in enumerate(range(start, stop)):
-                gm, wm, mask = anatomy.warp_maps(src, u[j])
-                brain = mask >= 0.5
-                gm = np.clip(gm, 0, 1)
-                wm = np.clip(wm, 0, 1)
-                csf = np.clip(mask - gm - wm, 0, 1)
-                # age-related cortical thinning: outer grey matter turns into CSF
-                loss = np.clip(0.05 * (age_z[i] + 1.5), 0.0, 0.25) * patterns["cortex"] * gm
-                gm = gm - loss
-                csf = csf + loss
-                total = gm + wm + csf
-                empty = brain & (total < 1e-3)
-                csf[empty], total[empty] = 1.0, 1.0
-                inv = np.where(brain, 1.0 / np.maximum(total, 1e-3), 0.0).astype(np.float32)
-                tis = {"gm": gm * inv, "wm": wm * inv, "csf": csf * inv}
+                tis, brain = _tissues(src, u[j], age_z[i], patterns)
+                t2_tis, t2_brain = tis, brain
+                if realistic:
+                    shift = rng_site.normal(0.0, settings["t2_shift_mm"], 3).astype(np.float32)
+                    shifts[i] = shift
+                    thr = rng_site.uniform(*settings["t2_mask_threshold"])
+                    t2_tis, t2_brain = _tissues(src, u[j] + shift[:, None, None, None],
+                                                age_z[i], patterns, threshold=thr)
                 X[i, 0], X[i, 1] = contrast.render_pair(
                     tis, brain, rng, t1_factor=float(t1_f[i]), t2_factor=float(t2_f[i]),
-                    patterns=patterns, noise_level=noise_level, bias_strength=bias_strength)
+                    patterns=patterns, noise_level=settings["noise_level"],
+                    bias_strength=settings["bias_strength"], t2_tissues=t2_tis,
+                    t2_brain=t2_brain, intensity_gain=gains[site[i]] if gains else None)
                 if tissues is not None:
                     tissues[i] = (tis["gm"], tis["wm"], tis["csf"])
                 if disp is not None:
@@ -350,6 +420,7 @@ def _render_images(bunch, shape, rng, *, noise_level, bias_strength, return_tiss
                     n_scaled, n)
     bunch.X = X
     bunch.truth.deformation_scale[:] = scales
+    bunch.truth.t2_shift_mm = pd.DataFrame(shifts, index=fv.index, columns=["x", "y", "z"])
     if tissues is not None:
         bunch.tissues = tissues
         bunch.tissue_names = ("gm", "wm", "csf")

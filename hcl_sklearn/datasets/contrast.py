@@ -59,7 +59,8 @@ def bias_field(shape, rng, strength):
 
 
 def render_pair(tissues, brain, rng, *, t1_factor=0.0, t2_factor=0.0, patterns,
-                noise_level=0.03, bias_strength=0.1, scale_sd=0.2):
+                noise_level=0.03, bias_strength=0.1, scale_sd=0.2, t2_tissues=None,
+                t2_brain=None, intensity_gain=None):
     """Render one subject's T1 and T2 images.
 
     Parameters
@@ -74,36 +75,47 @@ def render_pair(tissues, brain, rng, *, t1_factor=0.0, t2_factor=0.0, patterns,
         Values of the T1-only (myelination) and T2-only (WM hyperintensity) factors.
     patterns : dict of ndarrays
         ``myelin`` and ``wmh`` spatial patterns (:func:`anatomy.spatial_patterns`).
-    noise_level : float
-        Rician noise SD relative to the brightest tissue's intensity.
+    noise_level : float or (float, float)
+        Rician noise SD relative to the brightest tissue's intensity (one value, or T1's and
+        T2's).
     bias_strength : float
         SD of the log bias field.
     scale_sd : float
         SD of the log global intensity scale.
+    t2_tissues, t2_brain : dict of ndarrays and ndarray of bool, optional
+        The T2 image's own tissue fractions and brain mask (a misregistered T2, a brain
+        extraction of its own); default: ``tissues`` and ``brain``.
+    intensity_gain : dict, optional
+        ``{'t1': {'csf': g, 'gm': g, 'wm': g}, 't2': {...}}``: multiplicative changes of the
+        tissue intensities (scanner / site contrast differences); default: none.
 
     Returns
     -------
     t1, t2 : float32 ndarrays (D, H, W), zero outside ``brain``, positive inside.
     """
+    t2_tissues = tissues if t2_tissues is None else t2_tissues
+    t2_brain = brain if t2_brain is None else t2_brain
+    gain = intensity_gain or {}
+    g1 = {k: T1_INTENSITY[k] * gain.get("t1", {}).get(k, 1.0) for k in T1_INTENSITY}
+    g2 = {k: T2_INTENSITY[k] * gain.get("t2", {}).get(k, 1.0) for k in T2_INTENSITY}
     gm, wm, csf = tissues["gm"], tissues["wm"], tissues["csf"]
     myelin = 1.0 + MYELIN_GAIN * t1_factor * patterns["myelin"]
-    t1 = (T1_INTENSITY["csf"] * csf + T1_INTENSITY["gm"] * gm
-          + T1_INTENSITY["wm"] * myelin * wm)
+    t1 = g1["csf"] * csf + g1["gm"] * gm + g1["wm"] * myelin * wm
     load = min(WMH_BASE * float(np.exp(WMH_LOG_GAIN * t2_factor)), WMH_MAX)
-    t2 = (T2_INTENSITY["csf"] * csf + T2_INTENSITY["gm"] * gm
-          + (T2_INTENSITY["wm"] + load * patterns["wmh"]) * wm)
+    gm, wm, csf = t2_tissues["gm"], t2_tissues["wm"], t2_tissues["csf"]
+    t2 = g2["csf"] * csf + g2["gm"] * gm + (g2["wm"] + load * patterns["wmh"]) * wm
+    levels = np.broadcast_to(np.asarray(noise_level, dtype=float), (2,))
     out = []
-    shape = brain.shape
-    n_in = int(brain.sum())
-    for img in (t1, t2):
+    for img, mask, level in ((t1, brain, levels[0]), (t2, t2_brain, levels[1])):
         scale = 1000.0 * float(np.exp(rng.normal(0.0, scale_sd)))
-        img = img * (scale * bias_field(shape, rng, bias_strength))
-        sigma = noise_level * scale
-        vals = img[brain]
+        img = img * (scale * bias_field(mask.shape, rng, bias_strength))
+        sigma = level * scale
+        vals = img[mask]
+        n_in = int(mask.sum())
         n1 = rng.normal(0.0, sigma, n_in).astype(np.float32)
         n2 = rng.normal(0.0, sigma, n_in).astype(np.float32)
-        res = np.zeros(shape, dtype=np.float32)
+        res = np.zeros(mask.shape, dtype=np.float32)
         # Rician magnitude; > 0 almost surely, floor keeps the brain mask = image != 0
-        res[brain] = np.maximum(np.sqrt((vals + n1) ** 2 + n2 ** 2), 1e-3 * scale)
+        res[mask] = np.maximum(np.sqrt((vals + n1) ** 2 + n2 ** 2), 1e-3 * scale)
         out.append(res)
     return out[0], out[1]

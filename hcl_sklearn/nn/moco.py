@@ -49,7 +49,7 @@ PROJECTOR_BATCHNORM = ("shared", "per_modality")
 
 
 # --------------------------------------------------------------------------- losses
-def info_nce(query, positive, negatives, temperature):
+def info_nce(query, positive, negatives, temperature, exclude=None):
     """InfoNCE of each query against its positive and a shared set of negatives.
 
     Parameters
@@ -59,11 +59,15 @@ def info_nce(query, positive, negatives, temperature):
     negatives : Tensor of shape (K, p)
         L2-normalised negative keys, shared by all queries (the queue).
     temperature : float
+    exclude : bool Tensor of shape (B, K), optional
+        ``True`` where negative ``n`` of query ``i`` is left out of its softmax: a stale
+        key of the query's own subject, a false negative.
 
     Returns
     -------
     loss : scalar Tensor (float32)
-        Mean over the batch of ``-log softmax([q.k+, q.n_1, ..., q.n_K] / tau)[0]``.
+        Mean over the batch of ``-log softmax([q.k+, q.n_1, ..., q.n_K] / tau)[0]``
+        (excluded negatives removed from the sum).
 
     Examples
     --------
@@ -76,6 +80,9 @@ def info_nce(query, positive, negatives, temperature):
     l_pos = (query * positive).sum(dim=1, keepdim=True)
     l_neg = query @ negatives.t()
     logits = torch.cat([l_pos, l_neg], dim=1).float() / temperature
+    if exclude is not None:
+        pad = torch.zeros(exclude.shape[0], 1, dtype=torch.bool, device=exclude.device)
+        logits = logits.masked_fill(torch.cat([pad, exclude], dim=1), float("-inf"))
     labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
     return F.cross_entropy(logits, labels)
 
@@ -104,9 +111,9 @@ class SymmetricInfoNCE(nn.Module):
         super().__init__()
         self.temperature = temperature
 
-    def forward(self, q1, q2, k1, k2, negatives_t1_query, negatives_t2_query):
-        return 0.5 * (info_nce(q1, k2, negatives_t1_query, self.temperature)
-                      + info_nce(q2, k1, negatives_t2_query, self.temperature))
+    def forward(self, q1, q2, k1, k2, negatives_t1_query, negatives_t2_query, exclude=None):
+        return 0.5 * (info_nce(q1, k2, negatives_t1_query, self.temperature, exclude)
+                      + info_nce(q2, k1, negatives_t2_query, self.temperature, exclude))
 
     def in_batch(self, z1, z2):
         """Validation loss: symmetric InfoNCE with in-batch negatives."""
@@ -283,6 +290,9 @@ class MomentumContrast(nn.Module):
             self.register_buffer("queue_t1",
                                  F.normalize(torch.randn(self.queue_size, proj_dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        # training-subject index of each queued key (-1: an initial random vector), so
+        # that a subject's own stale keys are never its negatives
+        self.register_buffer("queue_ids", torch.full((self.queue_size,), -1, dtype=torch.long))
 
     # -- parameters -------------------------------------------------------------------
     def query_parameters(self):
@@ -371,13 +381,22 @@ class MomentumContrast(nn.Module):
             return self.queue_t2, self.queue_t1
         return self.queue_t2, self.queue_t2
 
+    def false_negatives(self, ids):
+        """``(B, K)`` mask of the queued keys that belong to the subjects ``ids`` (B,)."""
+        return self.queue_ids[None, :] == ids.to(self.queue_ids.device)[:, None]
+
     @torch.no_grad()
-    def enqueue(self, k1, k2):
-        """Write the batch's keys into the queue(s) circularly (oldest overwritten)."""
+    def enqueue(self, k1, k2, ids=None):
+        """Write the batch's keys (and their subjects' ``ids``) into the queue(s)
+        circularly (oldest overwritten)."""
         b = k2.shape[0]
+        if ids is None:
+            ids = torch.full((b,), -1, dtype=torch.long, device=k2.device)
         if b > self.queue_size:  # keep the last K keys
-            k1, k2, b = k1[-self.queue_size:], k2[-self.queue_size:], self.queue_size
+            k1, k2, ids = k1[-self.queue_size:], k2[-self.queue_size:], ids[-self.queue_size:]
+            b = self.queue_size
         idx = (self.queue_ptr + torch.arange(b, device=k2.device)) % self.queue_size
+        self.queue_ids[idx] = ids.to(self.queue_ids.device, torch.long)
         self.queue_t2[idx] = k2.detach().to(self.queue_t2.dtype)
         if self.queue_modalities == "both":
             self.queue_t1[idx] = k1.detach().to(self.queue_t1.dtype)
