@@ -11,31 +11,32 @@ from __future__ import annotations
 
 import logging
 import numbers
+import os
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-import scipy.sparse
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 from skorch.callbacks import LRScheduler, PrintLog, ProgressBar
 from skorch.dataset import unpack_data
 from skorch.helper import predefined_split
-from skorch.utils import TeeGenerator
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .callbacks import NonFiniteLossGuard, RestoreBestValidLoss
 from .nn.runtime import (
     PRECISIONS,
     autocast_context,
-    make_grad_scaler,
+    AmpTrainStep,
     resolve_device,
     seed_everything,
 )
 from .nn.udip import PairedAutoencoders, masked_mse
-from .volumes import MODALITIES, PairedVolumes, check_paired_input
+from .volumes import MODALITIES, PairedVolumes, as_paired_volumes
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class _Unsupervised(Dataset):
         return self.volumes[i], 0
 
 
-class MaskedReconstructionNet(NeuralNet):
+class MaskedReconstructionNet(AmpTrainStep, NeuralNet):
     """skorch ``NeuralNet`` training autoencoders with the MSE inside the brain mask.
 
     The module maps paired volumes ``(batch, C, D, H, W)`` to
@@ -80,11 +81,6 @@ class MaskedReconstructionNet(NeuralNet):
         self.precision = precision
         self.channel_names = channel_names
 
-    def initialize(self):
-        super().initialize()
-        self.scaler_ = make_grad_scaler(self.device, self.precision)
-        return self
-
     def infer(self, x, **fit_params):
         with autocast_context(self.device, self.precision):
             return super().infer(x, **fit_params)
@@ -100,27 +96,12 @@ class MaskedReconstructionNet(NeuralNet):
         return torch.stack(parts).mean()
 
     def train_step_single(self, batch, **fit_params):
-        if self.scaler_ is None:
-            return super().train_step_single(batch, **fit_params)
         self._set_training(True)
         Xi, yi = unpack_data(batch)
         y_pred = self.infer(Xi, **fit_params)
         loss = self.get_loss(y_pred, yi, X=Xi, training=True)
-        self.scaler_.scale(loss).backward()
+        self._backward(loss)
         return {"loss": loss, "y_pred": y_pred}
-
-    def train_step(self, batch, **fit_params):
-        if self.scaler_ is None:
-            return super().train_step(batch, **fit_params)
-        # GradScaler.step does not take the closure skorch passes to the optimizer
-        self._zero_grad_optimizer()
-        step = self.train_step_single(batch, **fit_params)
-        self.scaler_.unscale_(self.optimizer_)
-        self.notify("on_grad_computed", batch=batch, training=True,
-                    named_parameters=TeeGenerator(self.get_all_learnable_params()))
-        self.scaler_.step(self.optimizer_)
-        self.scaler_.update()
-        return step
 
     def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         """Average the per-channel batch losses of the epoch (weighted by batch size)."""
@@ -177,9 +158,11 @@ class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
         DataLoader worker processes (reading and preprocessing NIfTI files).
     target_shape : 'auto', tuple of 3 int or None, default='auto'
         Grid the volumes are padded/cropped to before the network (see
-        :class:`~hcl_sklearn.volumes.PairedVolumes`). ``'auto'`` and ``None`` keep the
-        input grid; the network pads to a multiple of 16 internally and crops its
-        output back, so any grid works (the reference 182 x 224 x 182 included).
+        :class:`~hcl_sklearn.volumes.PairedVolumes`), with the same meaning as in
+        :class:`~hcl_sklearn.MomentumContrastiveEmbedder`: ``'auto'`` keeps the grid of an
+        array and uses the reference 182 x 224 x 182 for NIfTI files; ``None`` keeps every
+        input's grid. The network pads to a multiple of 16 internally and crops its output
+        back, so any grid works.
     downsample : int, default=1
         Integer average-pooling factor applied to every volume (e.g. 4 for CPU runs).
     cache_dir : str or None, default=None
@@ -230,7 +213,25 @@ class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
     ['t1_000', 't2_000']
     """
 
-    def __init__(self, latent_dim=128, base_channels=16, lr=2.5e-4, weight_decay=0.0,
+    _parameter_constraints: ClassVar[dict] = {
+        "latent_dim": [Interval(numbers.Integral, 1, None, closed="left")],
+        "base_channels": [Interval(numbers.Integral, 1, None, closed="left")],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither"), None],
+        "device": [str, torch.device],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
+        "target_shape": [StrOptions({"auto"}), tuple, list, None],
+        "downsample": [Interval(numbers.Integral, 1, None, closed="left")],
+        "cache_dir": [str, os.PathLike, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, latent_dim=128, *, base_channels=16, lr=2.5e-4, weight_decay=0.0,
                  max_epochs=100, batch_size=8, validation_fraction=0.1, device="auto",
                  precision="auto", num_workers=0, target_shape="auto", downsample=1,
                  cache_dir=None, random_state=None, verbose=0):
@@ -252,55 +253,12 @@ class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ validation
     def _check_params(self):
-        def positive_int(name, minimum=1):
-            value = getattr(self, name)
-            if (not isinstance(value, numbers.Integral) or isinstance(value, bool)
-                    or value < minimum):
-                raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-
-        for name in ("latent_dim", "base_channels", "max_epochs", "batch_size", "downsample"):
-            positive_int(name)
-        positive_int("num_workers", 0)
-        for name, low in (("lr", 0.0), ("weight_decay", -1e-300)):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or not value > low or not np.isfinite(value):
-                raise ValueError(f"{name} must be a finite number {'> 0' if low == 0 else '>= 0'};"
-                                 f" got {value!r}.")
-        vf = self.validation_fraction
-        if vf is not None and (not isinstance(vf, numbers.Real) or not 0 < vf < 1):
-            raise ValueError(
-                f"validation_fraction must be a number in (0, 1) or None (no validation "
-                f"split); got {vf!r}."
-            )
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}; got {self.precision!r}.")
-        ts = self.target_shape
-        keeps_grid = ts is None or (isinstance(ts, str) and ts == "auto")
-        valid_grid = (isinstance(ts, (tuple, list)) and len(ts) == 3
-                      and all(isinstance(s, numbers.Integral) and s > 0 for s in ts))
-        if not (keeps_grid or valid_grid):
-            raise ValueError(
-                f"target_shape must be 'auto', None or 3 positive ints (D, H, W); got {ts!r}."
-            )
+        self._validate_params()
 
     def _volumes(self, X):
-        """Wrap the input into a PairedVolumes with this estimator's preprocessing.
-
-        A PairedVolumes is used as given (its own target_shape/downsample/cache).
-        """
-        if isinstance(X, PairedVolumes):
-            return X
-        if scipy.sparse.issparse(X):
-            raise TypeError(
-                "sparse input is not supported: paired volumes are a dense array of shape "
-                "(n_subjects, 2, D, H, W) or a DataFrame of NIfTI paths; use X.toarray() and "
-                "reshape."
-            )
-        check_paired_input(X)
-        target = None if (self.target_shape is None or isinstance(self.target_shape, str)) \
-            else tuple(int(s) for s in self.target_shape)
-        return PairedVolumes(X, target_shape=target, downsample=int(self.downsample),
-                             cache_dir=self.cache_dir)
+        """Wrap the input into a PairedVolumes with this estimator's data settings (the
+        same rules as the contrastive embedder's: :func:`~hcl_sklearn.volumes.as_paired_volumes`)."""
+        return as_paired_volumes(X, self.target_shape, self.downsample, self.cache_dir)
 
     def _split(self, n, rng):
         if self.validation_fraction is None:

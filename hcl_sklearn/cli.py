@@ -237,10 +237,12 @@ def _cmd_heritability(args):
     print(f"h2 of {len(res)} dimensions ({args.method}): mean {res['h2'].mean():.3f}, "
           f"{int((res['pvalue'] < 0.05).sum())} with p < 0.05; written to {out}")
     if args.rg:
-        t1 = Y[[c for c in Y.columns if str(c).startswith("t1_")]]
-        t2 = Y[[c for c in Y.columns if str(c).startswith("t2_")]]
-        if t1.shape[1] == 0 or t2.shape[1] == 0:
-            raise CLIError("--rg needs t1_* and t2_* columns in the embeddings.")
+        from .evaluation import split_modalities
+
+        try:
+            t1, t2 = split_modalities(Y)
+        except ValueError:
+            raise CLIError("--rg needs t1_* and t2_* columns in the embeddings.") from None
         rg = genetic_correlation(t1, t2, grm=K, covariates=cov)
         rg_path = out.with_name(out.stem + "_rg.tsv")
         rg.to_csv(rg_path, sep="\t", float_format="%.6g")

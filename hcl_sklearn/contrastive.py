@@ -21,7 +21,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
@@ -37,7 +36,7 @@ from skorch.callbacks import (
 )
 from skorch.dataset import unpack_data
 from skorch.helper import predefined_split
-from skorch.utils import TeeGenerator, to_tensor
+from skorch.utils import to_tensor
 from torch.utils.data import Dataset, Subset
 
 from .callbacks import NonFiniteLossGuard, RestoreBestValidLoss, ValidationAlignment
@@ -45,13 +44,13 @@ from .nn.augment import IntensityAugmentation
 from .nn.moco import MomentumContrast, SymmetricInfoNCE
 from .nn.runtime import (
     autocast_context,
-    make_grad_scaler,
+    AmpTrainStep,
     resolve_device,
     resolve_precision,
     seed_everything,
 )
 from .nn.vit import check_patch_size
-from .volumes import MODALITIES, REFERENCE_SHAPE, PairedVolumes, check_paired_input
+from .volumes import MODALITIES, PairedVolumes, as_paired_volumes
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +117,7 @@ class _IndexedPairs(Dataset):
 
 
 # --------------------------------------------------------------------------- skorch net
-class MoCoNet(NeuralNet):
+class MoCoNet(AmpTrainStep, NeuralNet):
     """skorch ``NeuralNet`` running paired T1/T2 momentum contrast.
 
     The hooks carry the method:
@@ -171,11 +170,6 @@ class MoCoNet(NeuralNet):
             ("print_log", PrintLog(sink=logger.info)),
         ]
 
-    def initialize(self):
-        super().initialize()
-        self.grad_scaler_ = make_grad_scaler(self.device, self.precision)
-        return self
-
     def get_all_learnable_params(self):
         # the key encoder/projector are EMA copies, never optimised
         for name, param in super().get_all_learnable_params():
@@ -195,27 +189,9 @@ class MoCoNet(NeuralNet):
         with self._autocast():
             q1, q2, k1, k2 = self.module_.forward_train(x)
             loss = self.get_loss((q1, q2, k1, k2), ids, X=Xi, training=True)
-        scaler = getattr(self, "grad_scaler_", None)
-        (scaler.scale(loss) if scaler is not None else loss).backward()
+        self._backward(loss)
         self.module_.enqueue(k1, k2, ids)  # after backward: the loss used the old queue
         return {"loss": loss.detach(), "y_pred": torch.stack([q1, q2], dim=1).detach()}
-
-    def train_step(self, batch, **fit_params):
-        self._zero_grad_optimizer()
-        step = self.train_step_single(batch, **fit_params)
-        scaler = getattr(self, "grad_scaler_", None)
-        if scaler is not None:
-            # callbacks (e.g. gradient clipping) must see the true gradients
-            scaler.unscale_(self.optimizer_)
-        self.notify("on_grad_computed",
-                    named_parameters=TeeGenerator(self.get_all_learnable_params()),
-                    batch=batch, training=True)
-        if scaler is not None:
-            scaler.step(self.optimizer_)
-            scaler.update()
-        else:
-            self.optimizer_.step()
-        return step
 
     def get_loss(self, y_pred, y_true=None, X=None, training=False):
         """Training: symmetric InfoNCE with queue negatives (``y_true``: the batch's
@@ -467,7 +443,7 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
         "callbacks": [list, tuple, None],
     }
 
-    def __init__(self, encoder="cnn", patch_size=(14, 16, 14), embed_dim=24, depth=12,
+    def __init__(self, encoder="cnn", *, patch_size=(14, 16, 14), embed_dim=24, depth=12,
                  n_heads=6, cnn_widths=(8, 16), pooling="grid", proj_dim=32,
                  proj_hidden_dim=256, projector_batchnorm="per_modality", shared_encoder=True,
                  momentum=0.9, queue_size=65536, temperature=0.1, queue_modalities="both",
@@ -514,31 +490,7 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
     # -- data -------------------------------------------------------------------------
     def _pairs(self, X):
         """Wrap ``X`` in a :class:`PairedVolumes` with this estimator's data settings."""
-        if isinstance(X, PairedVolumes):
-            return X  # used as given: its own target_shape/downsample/cache_dir
-        if sp.issparse(X):
-            raise TypeError(
-                "sparse input is not supported: paired volumes must be a dense array of "
-                "shape (n, 2, D, H, W), a DataFrame of NIfTI paths or a PairedVolumes."
-            )
-        if isinstance(X, np.ndarray) and np.iscomplexobj(X):
-            raise ValueError("Complex data not supported: paired volumes must be real; "
-                             "take the magnitude (np.abs) of complex images first.")
-        kind, _ = check_paired_input(X)
-        if isinstance(self.target_shape, str):
-            target = None if kind == "array" else REFERENCE_SHAPE
-        else:
-            target = self.target_shape
-        if kind == "array":
-            X = np.asarray(X)
-            if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype,
-                                                                       np.complexfloating):
-                raise ValueError(
-                    f"paired volumes must hold real numbers; got dtype {X.dtype}. Convert "
-                    "them with X.astype(np.float32)."
-                )
-        return PairedVolumes(X, target_shape=target, downsample=self.downsample,
-                             cache_dir=self.cache_dir)
+        return as_paired_volumes(X, self.target_shape, self.downsample, self.cache_dir)
 
     def _check_config(self, volume_shape):
         if len(tuple(self.patch_size)) != 3:

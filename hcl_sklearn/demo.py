@@ -320,8 +320,9 @@ def _stage_genetic_correlation(cfg, results):
     genetic_correlation = _need("heritability", "genetic_correlation")
     kind = _kinds(emb)[0]  # the contrastive embedding when it ran
     pcs = emb[kind]["pcs"]
-    t1 = pcs[[c for c in pcs.columns if str(c).startswith("t1_")]]
-    t2 = pcs[[c for c in pcs.columns if str(c).startswith("t2_")]]
+    from .evaluation import split_modalities
+
+    t1, t2 = split_modalities(pcs)
     rg = genetic_correlation(t1, t2, grm=her["grm"], covariates=_covariates(sim))
     return {"kind": kind, "rg": rg}
 

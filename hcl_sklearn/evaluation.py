@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .data.covariates import covariate_basis, covariate_design, prepare_covariates
+from .data.modalities import split_by_modality
 from .subjects import SubjectMismatchError
 
 logger = logging.getLogger(__name__)
@@ -143,8 +145,8 @@ def split_modalities(embeddings):
         raise TypeError("embeddings must be a DataFrame with t1_* and t2_* columns (the output "
                         f"of an embedder's transform), got {type(embeddings).__name__}.")
     cols = [str(c) for c in embeddings.columns]
-    t1 = [c for c, s in zip(embeddings.columns, cols) if s.lower().startswith("t1_")]
-    t2 = [c for c, s in zip(embeddings.columns, cols) if s.lower().startswith("t2_")]
+    groups = split_by_modality(embeddings.columns)
+    t1, t2 = groups.get("t1", []), groups.get("t2", [])
     if not t1 or not t2:
         raise ValueError("embeddings need both t1_* and t2_* columns; got columns "
                          f"{cols[:4]}{'...' if len(cols) > 4 else ''}.")
@@ -415,39 +417,20 @@ def disorder_classification(X, labels, *, outer_cv=3, inner_cv=2, Cs=(0.01, 0.1,
 
 
 # --------------------------------------------------------------------------- IDPs
-def _design(covariates, n):
-    """Intercept + covariates as a float64 matrix."""
-    ones = np.ones((n, 1))
-    if covariates is None:
-        return ones
-    C = np.asarray(covariates, dtype=float)
-    if C.ndim == 1:
-        C = C[:, None]
-    return np.hstack([ones, C])
-
-
-def _encode_covariates(cov):
-    """One-hot encode the non-numeric covariate columns (first level dropped)."""
-    categorical = [c for c in cov.columns
-                   if not pd.api.types.is_numeric_dtype(cov[c])
-                   or pd.api.types.is_bool_dtype(cov[c])]
-    if not categorical:
-        return cov
-    return pd.get_dummies(cov, columns=categorical, drop_first=True, dtype=float)
-
-
-def _prepare_idp_inputs(X, idps, covariates):
+def _prepare_idp_inputs(X, idps, covariates, covariate_policy):
+    """Aligned features, IDPs and the covariate matrix (by the package's covariate policy)."""
     frames = [_as_frame(X, "X"), _as_frame(idps, "idps")]
     names = ["X", "idps"]
     if covariates is not None:
-        cov = _as_frame(covariates, "covariates")
-        cov = _encode_covariates(cov)
-        frames.append(cov)
+        frames.append(_as_frame(covariates, "covariates"))
         names.append("covariates")
     aligned = _align(frames, names)
     Xf, Yf = aligned[0], aligned[1]
-    Cf = aligned[2] if covariates is not None else None
-    return Xf, Yf, Cf
+    if covariates is None:
+        return Xf, Yf, np.empty((len(Xf), 0)), []
+    cov = aligned[2].set_axis(Xf.index.astype(str))
+    C, cov_names, _ = prepare_covariates(cov, cov.index, covariate_policy)
+    return Xf, Yf, C, cov_names
 
 
 def _residualize(Q, A):
@@ -455,7 +438,7 @@ def _residualize(Q, A):
     return A - Q @ (Q.T @ A)
 
 
-def idp_association(X, idps, covariates=None, *, alpha=0.05):
+def idp_association(X, idps, covariates=None, *, alpha=0.05, covariate_policy=None):
     """Association of every (IDP, feature) pair by OLS with covariates, Bonferroni-corrected.
 
     For each IDP ``y`` and feature ``x`` the model ``y ~ 1 + x + covariates`` is fitted by
@@ -471,9 +454,13 @@ def idp_association(X, idps, covariates=None, *, alpha=0.05):
     idps : DataFrame or array-like of shape (n_subjects, n_idps)
         Traditional imaging-derived phenotypes.
     covariates : DataFrame or array-like of shape (n_subjects, n_covariates), optional
-        Categorical columns are one-hot encoded.
+        Read by the package's covariate policy (:mod:`hcl_sklearn.data.covariates`: text
+        columns one-hot encoded, constant columns dropped, missing values and collinear
+        columns an error).
     alpha : float, default=0.05
         Family-wise error rate.
+    covariate_policy : CovariatePolicy or dict, optional
+        Another covariate policy, e.g. ``{'missing': 'drop'}``.
 
     Returns
     -------
@@ -492,29 +479,22 @@ def idp_association(X, idps, covariates=None, *, alpha=0.05):
     >>> res.loc[res.significant, "feature"].tolist()
     ['t1_000']
     """
-    Xf, Yf, Cf = _prepare_idp_inputs(X, idps, covariates)
+    Xf, Yf, Ca, cov_names = _prepare_idp_inputs(X, idps, covariates, covariate_policy)
     n_feat, n_idp = Xf.shape[1], Yf.shape[1]
     threshold = alpha / (n_feat * n_idp)
     Xa = Xf.to_numpy(dtype=float)
     Ya = Yf.to_numpy(dtype=float)
-    Ca = None if Cf is None else Cf.to_numpy(dtype=float)
     rows = []
     for j in range(n_idp):
-        y_ok = np.isfinite(Ya[:, j])
-        if Ca is not None:
-            y_ok &= np.isfinite(Ca).all(axis=1)
+        y_ok = np.isfinite(Ya[:, j]) & np.isfinite(Ca).all(axis=1)
         col_ok = np.isfinite(Xa[y_ok]).all(axis=0)
         # features without missing values among these subjects share one residualisation
         groups = [(np.flatnonzero(col_ok), y_ok)] if col_ok.any() else []
         for f in np.flatnonzero(~col_ok):
             groups.append((np.array([f]), y_ok & np.isfinite(Xa[:, f])))
         for feats, ok in groups:
-            D = _design(None if Ca is None else Ca[ok], int(ok.sum()))
-            n, k = D.shape[0], D.shape[1] + 1
-            if n - k < 1:
-                raise ValueError(f"IDP {Yf.columns[j]!r}: {n} usable subjects for "
-                                 f"{k} parameters; need more subjects or fewer covariates.")
-            Q, _ = np.linalg.qr(D)
+            Q = covariate_basis(Ca[ok], cov_names, covariate_policy)
+            n, k = Q.shape[0], Q.shape[1] + 1
             ry = _residualize(Q, Ya[ok, j])
             rx = _residualize(Q, Xa[np.ix_(ok, feats)])
             sxx = (rx ** 2).sum(axis=0)
@@ -532,7 +512,7 @@ def idp_association(X, idps, covariates=None, *, alpha=0.05):
     return out
 
 
-def idp_omnibus(X, idps, covariates=None):
+def idp_omnibus(X, idps, covariates=None, *, covariate_policy=None):
     """Omnibus partial F test per IDP: all features plus covariates versus covariates alone.
 
     Fits ``y ~ 1 + covariates`` (reduced) and ``y ~ 1 + covariates + X`` (full) by OLS on the
@@ -548,6 +528,8 @@ def idp_omnibus(X, idps, covariates=None):
     X : DataFrame or array-like of shape (n_subjects, n_features)
     idps : DataFrame or array-like of shape (n_subjects, n_idps)
     covariates : DataFrame or array-like, optional
+        Read by the package's covariate policy (as in :func:`idp_association`).
+    covariate_policy : CovariatePolicy or dict, optional
 
     Returns
     -------
@@ -565,16 +547,14 @@ def idp_omnibus(X, idps, covariates=None):
     >>> bool(res["pvalue"].iloc[0] < 1e-20), bool(res["incremental_r2"].iloc[0] > 0.5)
     (True, True)
     """
-    Xf, Yf, Cf = _prepare_idp_inputs(X, idps, covariates)
+    Xf, Yf, Ca, cov_names = _prepare_idp_inputs(X, idps, covariates, covariate_policy)
     Xa = Xf.to_numpy(dtype=float)
     Ya = Yf.to_numpy(dtype=float)
-    Ca = None if Cf is None else Cf.to_numpy(dtype=float)
     rows = {}
     for j, name in enumerate(Yf.columns):
-        ok = np.isfinite(Ya[:, j]) & np.isfinite(Xa).all(axis=1)
-        if Ca is not None:
-            ok &= np.isfinite(Ca).all(axis=1)
-        D = _design(None if Ca is None else Ca[ok], int(ok.sum()))
+        ok = (np.isfinite(Ya[:, j]) & np.isfinite(Xa).all(axis=1)
+              & np.isfinite(Ca).all(axis=1))
+        D, *_ = covariate_design(Ca[ok], cov_names, covariate_policy)
         n = D.shape[0]
         F_design = np.hstack([D, Xa[ok]])
         p_full = np.linalg.matrix_rank(F_design)

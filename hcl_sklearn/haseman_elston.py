@@ -77,6 +77,8 @@ def he_traces(K, *, exact_max_n=4000, n_probes=100, random_state=0):
         out["AAK"] = np.einsum("ij,ji->", Aoff, AKm)
         out["exact"] = True
         return out
+    if isinstance(random_state, np.random.RandomState):  # sklearn-style seed object
+        random_state = int(random_state.randint(np.iinfo(np.int32).max))
     rng = np.random.default_rng(random_state)
     V = rng.choice([-1.0, 1.0], size=(n, int(n_probes)))
     KV = _matmul_rows(K, V)

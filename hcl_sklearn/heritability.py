@@ -17,12 +17,14 @@ is imputed. Phenotypes with the same missingness pattern are analysed together (
 eigendecomposition of the GRM restricted to those subjects per pattern); the number of
 patterns and of subjects per phenotype are logged and reported in ``results_['n']``. For
 genetic correlations, a pair uses the subjects observed for both of its phenotypes.
-Missing covariate values are an error (impute or drop those subjects first).
+Missing covariate values follow the covariate policy (an error by default).
 
 Covariates
 ----------
-A DataFrame indexed by subject id with numeric columns. An intercept is always added
-(constant columns are dropped with a log message). Columns are centred and scaled
+A DataFrame indexed by subject id, read by the package's one covariate policy
+(:mod:`hcl_sklearn.data.covariates`: text columns one-hot encoded, constant columns
+dropped, missing values an error, collinear columns an error; ``covariate_policy``
+chooses otherwise). An intercept is always added. Columns are centred and scaled
 internally (so unscaled covariates such as age in days cannot break the optimiser);
 effects are reported on the user's scale in ``fixed_effects_``.
 """
@@ -31,14 +33,19 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
 from scipy import stats
 from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import StrOptions
 
-from .genetics.genotypes import Genotypes
+from ._base import SharesDataOnClone
+from .data.covariates import (CovariateError, CovariatePolicy, covariate_design,
+                              prepare_covariates)
+from .data.phenotypes import missingness_patterns
+from .genetics.genotypes import as_genotypes
 from .subjects import SubjectMismatchError, describe_mismatch
 from .genetics.grm import check_grm, grm as build_grm
 from .haseman_elston import he_regression
@@ -51,10 +58,6 @@ __all__ = ["HeritabilityScorer", "genetic_correlation", "PhenotypeError", "Covar
 
 class PhenotypeError(ValueError):
     """A phenotype table is unusable (no ids, non-numeric, constant or all-missing column)."""
-
-
-class CovariateError(ValueError):
-    """Covariates are unusable (missing values, collinear, too many for the samples)."""
 
 
 # --------------------------------------------------------------------------- inputs
@@ -92,71 +95,6 @@ def _as_phenotypes(Y, name="Y"):
     return Y
 
 
-def _as_covariates(covariates, ids):
-    """Numeric covariate matrix aligned to ``ids`` (no intercept yet) and its names."""
-    if covariates is None:
-        return np.empty((len(ids), 0)), []
-    if isinstance(covariates, pd.Series):
-        covariates = covariates.to_frame()
-    if not isinstance(covariates, pd.DataFrame):
-        raise TypeError("covariates must be a pandas DataFrame indexed by subject id; got "
-                        f"{type(covariates).__name__}.")
-    non_num = [c for c in covariates.columns
-               if not pd.api.types.is_numeric_dtype(covariates[c])]
-    if non_num:
-        raise TypeError(f"covariates has non-numeric columns {non_num[:5]}; one-hot encode "
-                        "them (pd.get_dummies(..., drop_first=True)).")
-    cov = covariates.copy()
-    cov.index = cov.index.astype(str)
-    if cov.index.has_duplicates:
-        raise CovariateError("covariates has duplicated subject ids.")
-    pos = cov.index.get_indexer(ids)
-    if (pos < 0).any():
-        raise SubjectMismatchError(describe_mismatch(ids, cov.index, "covariates index"))
-    C = cov.to_numpy(dtype=np.float64)[pos]
-    if not np.isfinite(C).all():
-        bad = [str(c) for c, b in zip(cov.columns, ~np.isfinite(C).all(axis=0)) if b]
-        n_rows = int((~np.isfinite(C).all(axis=1)).sum())
-        raise CovariateError(
-            f"covariates has NaN/inf in column(s) {bad[:5]} for {n_rows} subject(s); impute "
-            "them or drop those subjects from the phenotypes and covariates."
-        )
-    return C, [str(c) for c in cov.columns]
-
-
-def _design(C, names):
-    """Intercept + standardized covariates; checks rank. Returns (X, mean, scale, names)."""
-    n = C.shape[0]
-    mean = C.mean(axis=0) if C.shape[1] else np.zeros(0)
-    sd = C.std(axis=0) if C.shape[1] else np.zeros(0)
-    const = sd <= 1e-12 * np.maximum(np.abs(mean), 1.0)
-    if const.any():
-        logger.info("Dropping constant covariate column(s) %s (the intercept is always "
-                    "included)", [nm for nm, k in zip(names, const) if k])
-    keep = ~const
-    names = [nm for nm, k in zip(names, keep) if k]
-    mean, sd = mean[keep], sd[keep]
-    Xc = (C[:, keep] - mean) / sd
-    X = np.column_stack([np.ones(n), Xc])
-    if X.shape[1] >= n - 1:
-        raise CovariateError(
-            f"{X.shape[1]} fixed effects (intercept + {len(names)} covariates) for {n} "
-            "subjects: need more subjects than covariates + 1. Use fewer covariates "
-            "(e.g. fewer ancestry PCs)."
-        )
-    _, R, piv = scipy.linalg.qr(X, mode="economic", pivoting=True)
-    diag = np.abs(np.diag(R))
-    rank = int((diag > 1e-8 * diag[0]).sum())
-    if rank < X.shape[1]:
-        dropped = [(["intercept"] + names)[j] for j in piv[rank:]]
-        raise CovariateError(
-            f"covariates are collinear (rank {rank} < {X.shape[1]} with the intercept); "
-            f"e.g. {dropped[:5]} is a linear combination of the others. Drop redundant "
-            "columns (e.g. one level of each one-hot encoded factor)."
-        )
-    return X, mean, sd, names
-
-
 def _to_user_scale(beta, mean, sd):
     """Effects of (1, (C - mean)/sd) -> effects of (1, C)."""
     b = beta.copy()
@@ -165,15 +103,18 @@ def _to_user_scale(beta, mean, sd):
     return b
 
 
+def _without_incomplete(values, complete):
+    """Phenotype values with the subjects lacking a covariate set to missing."""
+    if complete.all():
+        return values
+    values = values.copy()
+    values[~complete] = np.nan
+    return values
+
+
 def _missing_patterns(values):
-    """Group columns by their missingness pattern: list of (observed rows mask, columns)."""
-    miss = np.isnan(values)
-    if not miss.any():
-        return [(np.ones(values.shape[0], dtype=bool), np.arange(values.shape[1]))]
-    keys = OrderedDict()
-    for j in range(values.shape[1]):
-        keys.setdefault(np.packbits(miss[:, j]).tobytes(), []).append(j)
-    return [(~miss[:, cols[0]], np.asarray(cols)) for cols in keys.values()]
+    """(observed rows, columns) per missingness pattern of a phenotype matrix."""
+    return missingness_patterns(~np.isnan(values))
 
 
 def _check_constant(Y, names):
@@ -201,10 +142,7 @@ class _GRMSource:
         if grm is not None:
             self.K, self.ids = check_grm(grm)
         elif genotypes is not None:
-            if not isinstance(genotypes, Genotypes):
-                raise TypeError("genotypes must be a hcl_sklearn.genetics.Genotypes (e.g. "
-                                f"Genotypes.from_plink(prefix)); got {type(genotypes).__name__}.")
-            G = build_grm(genotypes, samples=ids_needed)
+            G = build_grm(as_genotypes(genotypes), samples=ids_needed)
             self.K, self.ids = G.to_numpy(), G.index
         else:
             raise ValueError("Give grm= (a square DataFrame indexed by subject id, e.g. "
@@ -236,7 +174,7 @@ class _GRMSource:
 
 
 # --------------------------------------------------------------------------- estimator
-class HeritabilityScorer(BaseEstimator):
+class HeritabilityScorer(SharesDataOnClone, BaseEstimator):
     """SNP heritability of every column of a phenotype table; also a scorer for model selection.
 
     Parameters
@@ -245,8 +183,9 @@ class HeritabilityScorer(BaseEstimator):
         GRM indexed by subject id on both axes (:func:`hcl_sklearn.genetics.grm`,
         :func:`~hcl_sklearn.genetics.load_grm`). It may hold more subjects than the
         phenotypes; every phenotype subject must be in it.
-    genotypes : Genotypes, optional
-        Used to build the GRM of the phenotype subjects when ``grm`` is None.
+    genotypes : Genotypes, str or path-like, optional
+        Used to build the GRM of the phenotype subjects when ``grm`` is None (a PLINK
+        prefix or ``.bgen`` path is opened, :func:`hcl_sklearn.genetics.as_genotypes`).
     method : {'reml', 'he'}
         ``'reml'``: restricted maximum likelihood in the GRM eigenbasis, SE from the
         expected information, p-value from the likelihood-ratio test of h2 = 0.
@@ -254,7 +193,10 @@ class HeritabilityScorer(BaseEstimator):
         SE, one-sided Wald p-value. HE estimates are not bounded to [0, 1].
     covariates : pandas.DataFrame, optional
         Fixed effects, indexed by subject id (see the module notes).
-    random_state : int, optional
+    covariate_policy : CovariatePolicy or dict, optional
+        How covariates are read (:class:`hcl_sklearn.data.CovariatePolicy`; default the
+        package's policy: text one-hot, constant dropped, missing and collinear an error).
+    random_state : int, RandomState instance or None, default=None
         Seed of the random probes of the HE SE traces (only used above 4000 subjects).
     verbose : int
         0: quiet; > 0 logs a line per missingness pattern at INFO level.
@@ -287,12 +229,25 @@ class HeritabilityScorer(BaseEstimator):
     True
     """
 
-    def __init__(self, grm=None, genotypes=None, method="reml", covariates=None,
-                 random_state=0, verbose=0):
+    _parameter_constraints: ClassVar[dict] = {
+        "grm": [pd.DataFrame, None],
+        "genotypes": "no_validation",
+        "method": [StrOptions({"reml", "he"})],
+        "covariates": [pd.DataFrame, pd.Series, None],
+        "covariate_policy": [CovariatePolicy, dict, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+    #: data-valued parameters shared (not copied) by ``clone``
+    _shared_params = ("grm", "genotypes", "covariates")
+
+    def __init__(self, grm=None, genotypes=None, *, method="reml", covariates=None,
+                 covariate_policy=None, random_state=None, verbose=0):
         self.grm = grm
         self.genotypes = genotypes
         self.method = method
         self.covariates = covariates
+        self.covariate_policy = covariate_policy
         self.random_state = random_state
         self.verbose = verbose
 
@@ -319,9 +274,8 @@ class HeritabilityScorer(BaseEstimator):
         return float(results["h2"].mean())
 
     # -- internals
-    def _validate_params(self):
-        if self.method not in ("reml", "he"):
-            raise ValueError(f"method must be 'reml' or 'he'; got {self.method!r}.")
+    def _check_params(self):
+        self._validate_params()
         if self.grm is not None and self.genotypes is not None:
             raise ValueError("Give either grm= or genotypes=, not both.")
 
@@ -341,13 +295,14 @@ class HeritabilityScorer(BaseEstimator):
         return state
 
     def _estimate(self, Y):
-        self._validate_params()
+        self._check_params()
         Y = _as_phenotypes(Y)
         ids = Y.index
         src = self._source(ids)
         pos = src.positions(ids)
-        C, cov_names = _as_covariates(self.covariates, ids)
-        values = Y.to_numpy()
+        C, cov_names, complete = prepare_covariates(self.covariates, ids,
+                                                    self.covariate_policy)
+        values = _without_incomplete(Y.to_numpy(), complete)
         _check_constant(values, list(Y.columns))
         patterns = _missing_patterns(values)
         if len(patterns) > 1 or self.verbose > 0:
@@ -358,7 +313,7 @@ class HeritabilityScorer(BaseEstimator):
         effects = None
         for obs, cols in patterns:
             n_obs = int(obs.sum())
-            X, mean, sd, kept = _design(C[obs], cov_names)
+            X, mean, sd, kept = covariate_design(C[obs], cov_names, self.covariate_policy)
             Yp = values[np.ix_(obs, cols)]
             _check_constant(Yp, [Y.columns[j] for j in cols])
             if self.verbose > 0:
@@ -410,8 +365,9 @@ def _output_with_ids(Z, X):
 
 
 # --------------------------------------------------------------------------- rg
-def genetic_correlation(Y1, Y2, grm=None, covariates=None, *, genotypes=None, method="he",
-                        random_state=0, return_se=False):
+def genetic_correlation(Y1, Y2, *, grm=None, genotypes=None, covariates=None,
+                        covariate_policy=None, method="he", random_state=None,
+                        return_se=False):
     """Genetic correlation of every column of ``Y1`` with every column of ``Y2``.
 
     Parameters
@@ -421,9 +377,17 @@ def genetic_correlation(Y1, Y2, grm=None, covariates=None, *, genotypes=None, me
         the T2 embedding dimensions.
     grm : pandas.DataFrame, optional
         GRM indexed by subject id on both axes (or give ``genotypes``).
+    genotypes : Genotypes, str or path-like, optional
+        Used to build the GRM when ``grm`` is None (a PLINK prefix or ``.bgen`` path is
+        opened, :func:`hcl_sklearn.genetics.as_genotypes`).
     covariates : pandas.DataFrame, optional
         Fixed effects regressed out of both sets (see the module notes).
-    method : {'he', 'reml'}
+    covariate_policy : CovariatePolicy or dict, optional
+        How covariates are read (:class:`hcl_sklearn.data.CovariatePolicy`; default the
+        package's policy).
+    method : {'he', 'reml'}, default='he'
+        (Unlike :class:`HeritabilityScorer`, whose default is REML: here REML is one
+        optimisation per *pair* and gives no SE, so the all-pairs HE is the default.)
         ``'he'``: bivariate Haseman-Elston for all pairs as matrix products, analytic
         (delta-method, normal-theory) SE. ``'reml'``: bivariate REML per pair
         (:func:`hcl_sklearn.reml.bivariate_reml`; slow, one optimisation per pair, no SE).
@@ -463,8 +427,9 @@ def genetic_correlation(Y1, Y2, grm=None, covariates=None, *, genotypes=None, me
     ids = Y1.index
     src = _GRMSource(grm, genotypes, ids)
     pos = src.positions(ids)
-    C, cov_names = _as_covariates(covariates, ids)
-    V1, V2 = Y1.to_numpy(), Y2.to_numpy()
+    C, cov_names, complete = prepare_covariates(covariates, ids, covariate_policy)
+    V1 = _without_incomplete(Y1.to_numpy(), complete)
+    V2 = _without_incomplete(Y2.to_numpy(), complete)
     _check_constant(V1, list(Y1.columns))
     _check_constant(V2, list(Y2.columns))
     rg = np.full((V1.shape[1], V2.shape[1]), np.nan)
@@ -476,7 +441,7 @@ def genetic_correlation(Y1, Y2, grm=None, covariates=None, *, genotypes=None, me
     for obs1, cols1 in pats1:
         for obs2, cols2 in pats2:
             obs = obs1 & obs2
-            X, *_ = _design(C[obs], cov_names)
+            X, *_ = covariate_design(C[obs], cov_names, covariate_policy)
             A = V1[np.ix_(obs, cols1)]
             B = V2[np.ix_(obs, cols2)]
             _check_constant(A, [Y1.columns[j] for j in cols1])

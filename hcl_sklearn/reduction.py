@@ -22,22 +22,11 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .data.modalities import modality_of  # the one rule (re-exported here)
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["CrossModalCCA", "ModalityPCA", "modality_of"]
-
-
-def modality_of(feature_name):
-    """Modality prefix of a column name: the part before the first ``_`` (``''`` if none).
-
-    Examples
-    --------
-    >>> from hcl_sklearn.reduction import modality_of
-    >>> modality_of("t1_000"), modality_of("t2_pc017"), modality_of("age")
-    ('t1', 't2', '')
-    """
-    name = str(feature_name)
-    return name.split("_", 1)[0] if "_" in name else ""
 
 
 class ModalityPCA(TransformerMixin, BaseEstimator):
@@ -116,7 +105,7 @@ class ModalityPCA(TransformerMixin, BaseEstimator):
         "modalities": [tuple, list, None],
     }
 
-    def __init__(self, n_components=128, outlier_sd=None, batch_size=None, whiten=False,
+    def __init__(self, n_components=128, *, outlier_sd=None, batch_size=None, whiten=False,
                  modalities=None):
         self.n_components = n_components
         self.outlier_sd = outlier_sd

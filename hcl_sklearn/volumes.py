@@ -40,6 +40,7 @@ MODALITIES = ("t1", "t2")
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 __all__ = [
+    "as_paired_volumes",
     "REFERENCE_SHAPE",
     "PairedVolumes",
     "VolumeError",
@@ -430,6 +431,67 @@ class PairedVolumes(Dataset):
 
 # --------------------------------------------------------------------------- BIDS
 _ENTITY = re.compile(r"(?P<key>[a-zA-Z]+)-(?P<value>[a-zA-Z0-9]+)")
+
+
+def as_paired_volumes(X, target_shape="auto", downsample=1, cache_dir=None):
+    """The one way the embedders read paired volumes (one meaning of their data parameters).
+
+    Parameters
+    ----------
+    X : ndarray (n, 2, D, H, W), DataFrame with ``t1``/``t2`` NIfTI paths, or PairedVolumes
+        A PairedVolumes is used as given (its own target shape, downsampling and cache).
+    target_shape : 'auto', None or tuple of 3 int, default='auto'
+        ``'auto'``: keep the grid of an array, pad/crop NIfTI files to the reference grid
+        ``REFERENCE_SHAPE`` (182 x 224 x 182); ``None``: keep every input's grid.
+    downsample : int, default=1
+    cache_dir : str or path-like, optional
+
+    Returns
+    -------
+    PairedVolumes
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hcl_sklearn.volumes import as_paired_volumes
+    >>> pv = as_paired_volumes(np.ones((2, 2, 8, 8, 8), np.float32), downsample=2)
+    >>> len(pv), pv.volume_shape
+    (2, (4, 4, 4))
+    """
+    import scipy.sparse as sp
+
+    if isinstance(X, PairedVolumes):
+        return X
+    if sp.issparse(X):
+        raise TypeError(
+            "sparse input is not supported: paired volumes must be a dense array of "
+            "shape (n, 2, D, H, W), a DataFrame of NIfTI paths or a PairedVolumes; use "
+            "X.toarray() and reshape.")
+    if isinstance(X, np.ndarray) and np.iscomplexobj(X):
+        raise ValueError("Complex data not supported: paired volumes must be real; "
+                         "take the magnitude (np.abs) of complex images first.")
+    kind, _ = check_paired_input(X)
+    if isinstance(target_shape, str):
+        if target_shape != "auto":
+            raise ValueError(f"target_shape must be 'auto', None or 3 positive ints; got "
+                             f"{target_shape!r}.")
+        target = None if kind == "array" else REFERENCE_SHAPE
+    elif target_shape is None:
+        target = None
+    else:
+        target = tuple(target_shape)
+        if len(target) != 3 or not all(isinstance(v, (int, np.integer)) and v > 0
+                                       for v in target):
+            raise ValueError(f"target_shape must be 'auto', None or 3 positive ints "
+                             f"(D, H, W); got {target_shape!r}.")
+        target = tuple(int(v) for v in target)
+    if kind == "array":
+        X = np.asarray(X)
+        if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+            raise ValueError(f"paired volumes must hold real numbers; got dtype {X.dtype}. "
+                             "Convert them with X.astype(np.float32).")
+    return PairedVolumes(X, target_shape=target, downsample=int(downsample),
+                         cache_dir=cache_dir)
 
 
 def pairs_from_bids(root, t1_suffix="T1w", t2_suffix="T2w", on_incomplete="warn"):

@@ -91,9 +91,13 @@ def test_rank_deficient_covariates_name_the_columns():
     C = np.column_stack([C, C[:, 0] + 2 * C[:, 1]])
     with pytest.raises(RankDeficientCovariatesError, match="rank 4 of 5"):
         covariate_basis(C, names=["a", "b", "c", "a_plus_2b"])
-    with pytest.raises(RankDeficientCovariatesError, match=r"Constant columns.*'site'"):
-        covariate_basis(np.column_stack([C[:, :2], np.ones(50)]), names=["a", "b", "site"])
-    with pytest.raises(ValueError, match="NaN or inf"):
+    # a constant column is dropped by default, an error on request
+    Q = covariate_basis(np.column_stack([C[:, :2], np.ones(50)]), names=["a", "b", "site"])
+    assert Q.shape == (50, 3)
+    with pytest.raises(ValueError, match=r"'site'\] are constant"):
+        covariate_basis(np.column_stack([C[:, :2], np.ones(50)]), names=["a", "b", "site"],
+                        policy={"constant": "raise"})
+    with pytest.raises(ValueError, match=r"\['age'\] are not finite"):
         covariate_basis(np.array([[1.0], [np.nan], [2.0], [3.0]]), names=["age"])
     with pytest.raises(ValueError, match="cannot fit"):
         covariate_basis(rng.normal(size=(4, 3)))
@@ -121,9 +125,10 @@ def test_missingness_patterns_are_exact_per_phenotype(backend):
     Y.iloc[rng.choice(len(Y), 30, replace=False), 1] = np.nan
     Y.iloc[rng.choice(len(Y), 17, replace=False), 2] = np.nan
     Y.iloc[rng.choice(len(Y), 17, replace=False), 3] = np.nan
-    cov.iloc[[5, 9], 0] = np.nan  # dropped for every phenotype
-    gwas = CrossModalGWAS(g, covariates=cov, maf=0.0, block_size=7,
-                          backend=backend).fit(Y)
+    cov.iloc[[5, 9], 0] = np.nan  # dropped for every phenotype (policy missing='drop')
+    with pytest.warns(UserWarning, match="2 of 160 subjects have a missing covariate"):
+        gwas = CrossModalGWAS(g, covariates=cov, covariate_policy={"missing": "drop"},
+                              maf=0.0, block_size=7, backend=backend).fit(Y)
     ss = gwas.sumstats_
     for k, name in enumerate(Y.columns):
         ok = Y[name].notna().to_numpy() & cov.notna().all(axis=1).to_numpy()

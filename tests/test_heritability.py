@@ -366,14 +366,14 @@ def test_bad_inputs_raise_clear_errors(real):
 
     # covariates: NaN, collinear, more than samples, ids
     cov = pd.DataFrame({"age": rng.normal(size=g.n_samples)}, index=g.iid)
-    with pytest.raises(CovariateError, match=r"NaN.*'age'.*1 subject"):
+    with pytest.raises(CovariateError, match=r"missing values in column\(s\) \['age'\] for 1 "):
         HeritabilityScorer(grm=K, covariates=cov.assign(
             age=lambda d: d.age.where(d.index != g.iid[5]))).fit(Y)
-    with pytest.raises(CovariateError, match="collinear"):
+    with pytest.raises(CovariateError, match=r"rank deficient.*linear combinations"):
         HeritabilityScorer(grm=K, covariates=cov.assign(age2=2 * cov.age + 1)).fit(Y)
     small = Y.iloc[:5]
     many = pd.DataFrame(rng.normal(size=(5, 6)), index=small.index)
-    with pytest.raises(CovariateError, match="more subjects than covariates"):
+    with pytest.raises(CovariateError, match="cannot fit the intercept"):
         HeritabilityScorer(grm=K, covariates=many).fit(small)
-    with pytest.raises(SampleMismatchError, match="covariates index"):
+    with pytest.raises(SampleMismatchError, match="100 of 378 .* in the covariates"):
         HeritabilityScorer(grm=K, covariates=cov.iloc[:100]).fit(Y)

@@ -1,6 +1,6 @@
 """Genetics: genotype access (PLINK 1 via bed-reader), QC and the genomic relationship matrix."""
 
-from .genotypes import GenotypeFileError, Genotypes, SampleMismatchError
+from .genotypes import GenotypeFileError, Genotypes, SampleMismatchError, as_genotypes
 from .grm import GRMError, check_grm, grm, load_grm, save_grm
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "GenotypeFileError",
     "Genotypes",
     "SampleMismatchError",
+    "as_genotypes",
     "check_grm",
     "grm",
     "load_grm",

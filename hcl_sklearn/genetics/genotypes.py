@@ -67,6 +67,43 @@ def _read_plink_text(path, n_columns, names):
     return frame
 
 
+def as_genotypes(genotypes, *, where="genotypes"):
+    """The one way genotypes come in: a :class:`Genotypes`, a PLINK 1 prefix or a BGEN path.
+
+    Parameters
+    ----------
+    genotypes : Genotypes, str or path-like
+        A ``Genotypes`` is used as given; a path ending in ``.bgen`` is opened with
+        :meth:`Genotypes.from_bgen`; any other path is a PLINK 1 prefix (``.bed/.bim/.fam``;
+        a trailing ``.bed`` is accepted).
+    where : str
+        Name of the parameter in messages.
+
+    Returns
+    -------
+    Genotypes
+
+    Examples
+    --------
+    >>> from hcl_sklearn.datasets import get_1000g_chr22
+    >>> from hcl_sklearn.genetics import as_genotypes
+    >>> g = as_genotypes(get_1000g_chr22())
+    >>> as_genotypes(g) is g, g.n_samples
+    (True, 378)
+    """
+    if isinstance(genotypes, Genotypes):
+        return genotypes
+    if isinstance(genotypes, (str, os.PathLike)):
+        path = os.fspath(genotypes)
+        if path.lower().endswith(".bgen"):
+            return Genotypes.from_bgen(path)
+        return Genotypes.from_plink(path)
+    if genotypes is None:
+        raise TypeError(f"{where} is required: a Genotypes, a PLINK prefix or a .bgen path.")
+    raise TypeError(f"{where} must be a hcl_sklearn.genetics.Genotypes, a PLINK 1 prefix or a "
+                    f".bgen path; got {type(genotypes).__name__}.")
+
+
 class Genotypes:
     """Allele counts of ``n_samples`` subjects at ``n_snps`` SNPs, read block by block.
 
@@ -106,6 +143,11 @@ class Genotypes:
             else np.asarray(snp_index, dtype=np.intp)
         )
         self._description = description
+
+    def __deepcopy__(self, memo):
+        # read-only: views share the source (an open file or an array), so a deep copy
+        # (sklearn's clone of an estimator holding genotypes) is the object itself
+        return self
 
     # ------------------------------------------------------------------ constructors
     @classmethod

@@ -26,6 +26,10 @@ from collections import namedtuple
 import numpy as np
 from scipy import special
 
+# the covariate design lives in the input layer (one rule for every estimator); re-exported
+# here for the callers of this module
+from ..data.covariates import RankDeficientCovariatesError, covariate_basis
+
 __all__ = [
     "RankDeficientCovariatesError",
     "covariate_basis",
@@ -37,83 +41,6 @@ __all__ = [
 ]
 
 LN10 = np.log(10.0)
-
-
-class RankDeficientCovariatesError(ValueError):
-    """The covariates (with the intercept) are linearly dependent."""
-
-
-def covariate_basis(C=None, n_samples=None, names=None, tol=None):
-    """Orthonormal basis ``Q`` of ``[1, C]`` (intercept first).
-
-    Parameters
-    ----------
-    C : array-like of shape (n_samples, n_covariates) or None
-        Covariates without the intercept.
-    n_samples : int, optional
-        Needed when ``C`` is None.
-    names : list of str, optional
-        Column names of ``C``, quoted in errors.
-    tol : float, optional
-        Relative tolerance on the diagonal of the pivoted R factor; default
-        ``max(n, k) * eps``-scaled as in ``numpy.linalg.matrix_rank``, times 1e3.
-
-    Returns
-    -------
-    Q : ndarray of shape (n_samples, n_covariates + 1)
-
-    Raises
-    ------
-    RankDeficientCovariatesError
-        If a covariate is constant (collinear with the intercept) or a linear
-        combination of the others; the message names the columns.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> Q = covariate_basis(np.arange(6.0)[:, None])
-    >>> Q.shape, bool(np.allclose(Q.T @ Q, np.eye(2)))
-    ((6, 2), True)
-    """
-    from scipy.linalg import qr
-
-    if C is None:
-        if n_samples is None:
-            raise TypeError("covariate_basis needs C or n_samples.")
-        C = np.empty((int(n_samples), 0))
-    C = np.asarray(C, dtype=np.float64)
-    if C.ndim != 2:
-        raise ValueError(f"Covariates must be 2-D (n_samples, n_covariates); got {C.shape}.")
-    n, k = C.shape
-    names = [f"covariate {j}" for j in range(k)] if names is None else [str(c) for c in names]
-    if not np.isfinite(C).all():
-        bad = [names[j] for j in np.flatnonzero(~np.isfinite(C).all(axis=0))]
-        raise ValueError(f"Covariates {bad} contain NaN or inf; drop or impute those samples.")
-    if n < k + 3:
-        raise ValueError(
-            f"{n} samples cannot fit {k} covariates + intercept + SNP with a residual "
-            f"degree of freedom (need at least {k + 3}); use fewer covariates."
-        )
-    # scale columns so that the rank test does not depend on units (e.g. age in days)
-    X = np.column_stack([np.ones(n), C])
-    scale = np.sqrt((X * X).mean(axis=0))
-    scale[scale == 0] = 1.0
-    Xs = X / scale
-    Qf, R, piv = qr(Xs, mode="economic", pivoting=True)
-    d = np.abs(np.diag(R))
-    tol = (max(n, k + 1) * np.finfo(float).eps * 1e3) if tol is None else tol
-    rank = int((d > tol * d[0]).sum())
-    if rank < k + 1:
-        all_names = ["intercept", *names]
-        dependent = sorted(all_names[j] for j in piv[rank:])
-        const = [names[j] for j in range(k) if np.ptp(C[:, j]) == 0]
-        hint = f" Constant columns (collinear with the intercept): {const}." if const else ""
-        raise RankDeficientCovariatesError(
-            f"Covariates are rank deficient (rank {rank} of {k + 1} with the intercept): "
-            f"{dependent} are linear combinations of the other columns.{hint} Drop them "
-            "(or drop one level of each one-hot encoded factor)."
-        )
-    return np.ascontiguousarray(Qf)
 
 
 def t_log_pvalue(t, df):
@@ -535,7 +462,7 @@ def ols_association(G, Y, C=None, backend="numpy", device="cpu"):
     Y = np.asarray(Y, dtype=np.float64)
     if Y.ndim == 1:
         Y = Y[:, None]
-    Q = covariate_basis(C, n_samples=G.shape[0])
+    Q = covariate_basis(np.empty((G.shape[0], 0)) if C is None else C)
     kern = AssociationKernel(Y, Q, backend=backend, device=device)
     res = kern.scan(G)
     return {"beta": res.beta, "se": res.se, "t": res.t,

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
+from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from .._base import SharesDataOnClone, resolve_device
+from ..data.covariates import CovariatePolicy, covariate_basis, prepare_covariates
+from ..data.modalities import modality_of
+from ..data.phenotypes import missingness_patterns
 
 from ._bed import BedBlockReader, bed_source
-from .association import AssociationKernel, covariate_basis
+from .association import AssociationKernel
 from .loci import _LD, _lead_table, clump_positions, loci_from_clumps, overlap_loci
-from ..subjects import SubjectMismatchError, describe_mismatch
 from .sumstats import long_frame, write_parquet, write_tsv_gz
 
 logger = logging.getLogger(__name__)
@@ -41,13 +47,13 @@ def _blas():
     return _CONTROLLER[0]
 
 
-def modality_of(column):
-    """Modality of a phenotype column: the text before its first ``_`` (else the name)."""
-    column = str(column)
-    return column.split("_", 1)[0] if "_" in column else column
+def _group_of(column):
+    """GWAS group of a phenotype column: its modality (:func:`~hcl_sklearn.data.modality_of`),
+    or the column itself when it has none (a stand-alone phenotype is its own group)."""
+    return modality_of(column) or str(column)
 
 
-class CrossModalGWAS(BaseEstimator):
+class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
     """Exact OLS GWAS of every phenotype column, loci per modality and their T1/T2 overlap.
 
     For every (SNP, phenotype) pair the model ``y ~ intercept + covariates + SNP`` is fit
@@ -156,12 +162,34 @@ class CrossModalGWAS(BaseEstimator):
     True
     """
 
-    def __init__(self, genotypes, covariates=None, alpha=5e-8, maf=0.01, block_size=2048,
-                 device="cpu", backend=None, clump_r2=0.1, clump_window=250_000,
-                 clump_p2=1e-2, locus_pad=125_000, overlap=("t1", "t2"), dtype="float64",
-                 n_jobs=None, verbose=0):
+    _parameter_constraints: ClassVar[dict] = {
+        "genotypes": "no_validation",
+        "covariates": [pd.DataFrame, pd.Series, None],
+        "covariate_policy": [CovariatePolicy, dict, None],
+        "alpha": [Interval(Real, 0, 1, closed="neither")],
+        "maf": [Interval(Real, 0, 0.5, closed="left")],
+        "block_size": [Interval(Integral, 1, None, closed="left")],
+        "device": [str],
+        "backend": [StrOptions({"numpy", "torch"}), None],
+        "clump_r2": [Interval(Real, 0, 1, closed="left")],
+        "clump_window": [Interval(Real, 0, None, closed="left")],
+        "clump_p2": [Interval(Real, 0, 1, closed="right")],
+        "locus_pad": [Interval(Real, 0, None, closed="left")],
+        "overlap": [tuple, list],
+        "dtype": [StrOptions({"float64", "float32"})],
+        "n_jobs": [Interval(Integral, 1, None, closed="left"), None],
+        "verbose": ["verbose"],
+    }
+    #: data-valued parameters shared (not copied) by ``clone``
+    _shared_params = ("genotypes", "covariates")
+
+    def __init__(self, genotypes=None, *, covariates=None, covariate_policy=None,
+                 alpha=5e-8, maf=0.01, block_size=2048, device="auto", backend=None,
+                 clump_r2=0.1, clump_window=250_000, clump_p2=1e-2, locus_pad=125_000,
+                 overlap=("t1", "t2"), dtype="float64", n_jobs=None, verbose=0):
         self.genotypes = genotypes
         self.covariates = covariates
+        self.covariate_policy = covariate_policy
         self.alpha = alpha
         self.maf = maf
         self.block_size = block_size
@@ -177,7 +205,10 @@ class CrossModalGWAS(BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ validation
-    def _validate_params(self):
+    def _device(self):
+        return resolve_device(self.device)
+
+    def _check_params(self):
         if not (isinstance(self.alpha, (int, float)) and 0 < self.alpha < 1):
             raise ValueError(f"alpha must be a float in (0, 1); got {self.alpha!r}.")
         if not (isinstance(self.maf, (int, float)) and 0 <= self.maf < 0.5):
@@ -190,13 +221,14 @@ class CrossModalGWAS(BaseEstimator):
             raise ValueError(f"clump_p2 must be in (0, 1]; got {self.clump_p2!r}.")
         if self.clump_window < 0 or self.locus_pad < 0:
             raise ValueError("clump_window and locus_pad must be >= 0 (bp).")
-        backend = self.backend or ("numpy" if str(self.device) == "cpu" else "torch")
+        device = self._device()
+        backend = self.backend or ("numpy" if device == "cpu" else "torch")
         if backend not in ("numpy", "torch"):
             raise ValueError(f"backend must be 'numpy' or 'torch'; got {self.backend!r}.")
-        if backend == "numpy" and str(self.device) != "cpu":
+        if backend == "numpy" and device != "cpu":
             raise ValueError(f"backend='numpy' runs on device='cpu' only; got "
                              f"device={self.device!r}. Use backend='torch'.")
-        if backend == "torch" and str(self.device).startswith("cuda"):
+        if backend == "torch" and device.startswith("cuda"):
             import torch
 
             if not torch.cuda.is_available():
@@ -206,6 +238,10 @@ class CrossModalGWAS(BaseEstimator):
             raise ValueError(f"dtype must be 'float64' or 'float32'; got {self.dtype!r}.")
         if (not isinstance(self.overlap, (tuple, list)) or len(self.overlap) != 2):
             raise ValueError(f"overlap must be a pair of modality names; got {self.overlap!r}.")
+        self._validate_params()
+        if self.genotypes is None:
+            raise TypeError("CrossModalGWAS needs genotypes: a Genotypes, a PLINK 1 prefix or "
+                            "a .bgen path, e.g. CrossModalGWAS('data/chr22').")
         return backend
 
     def _threads(self):
@@ -216,15 +252,9 @@ class CrossModalGWAS(BaseEstimator):
                           if i.get("user_api") == "blas"])
 
     def _open_genotypes(self):
-        from ..genetics import Genotypes
+        from ..genetics import as_genotypes
 
-        g = self.genotypes
-        if isinstance(g, Genotypes):
-            return g
-        if isinstance(g, (str, os.PathLike)):
-            return Genotypes.from_plink(g)
-        raise TypeError("genotypes must be a hcl_sklearn.genetics.Genotypes or a PLINK "
-                        f"prefix (str); got {type(g).__name__}.")
+        return as_genotypes(self.genotypes)
 
     @staticmethod
     def _check_frame(X, what):
@@ -260,7 +290,7 @@ class CrossModalGWAS(BaseEstimator):
         -------
         self
         """
-        backend = self._validate_params()
+        backend = self._check_params()
         n_threads = self._threads()
         # the O(N (P + K) K) set-up and the loci use one BLAS thread (small products
         # are slower with more threads, much slower on a busy machine); the SNP scan
@@ -284,20 +314,8 @@ class CrossModalGWAS(BaseEstimator):
         ids = Y.index
         geno_rows = geno.align(ids)  # SampleMismatchError (a ValueError) names the ids
         del geno_rows
-        if self.covariates is not None:
-            C = self._check_frame(self.covariates, "covariates")
-            if (C.index.get_indexer(ids) < 0).any():
-                raise SubjectMismatchError(describe_mismatch(
-                    ids, C.index, "covariates", fix="Subset Y to the subjects that have "
-                    "covariates (the index of Y is the subject id)."))
-            C = C.loc[ids]
-            complete = C.notna().all(axis=1).to_numpy()
-            if not complete.all():
-                logger.warning("%d of %d subjects have a missing covariate and are dropped.",
-                               int((~complete).sum()), len(complete))
-        else:
-            C = pd.DataFrame(index=ids)
-            complete = np.ones(len(ids), dtype=bool)
+        Cv, cov_names, complete = prepare_covariates(self.covariates, ids,
+                                                     self.covariate_policy)
         observed = ~np.isnan(Yv) & complete[:, None]
         empty = Y.columns[observed.sum(axis=0) == 0].tolist()
         if empty:
@@ -307,19 +325,17 @@ class CrossModalGWAS(BaseEstimator):
         union = observed.any(axis=1)
         union_ids = ids[union]
         obs_u = observed[union]
-        patterns = {}
-        for j in range(obs_u.shape[1]):
-            patterns.setdefault(obs_u[:, j].tobytes(), []).append(j)
         groups = []
-        Cu = C.to_numpy()[union]
+        Cu = Cv[union]
         Yu = Yv[union]
-        for cols in patterns.values():
-            rows = np.flatnonzero(obs_u[:, cols[0]])
+        for rows_mask, cols in missingness_patterns(obs_u):
+            rows = np.flatnonzero(rows_mask)
+            cols = cols.tolist()
             names = [col_names[j] for j in cols]
-            Q = covariate_basis(Cu[rows], names=list(C.columns))
+            Q = covariate_basis(Cu[rows], cov_names, self.covariate_policy)
             try:
                 kern = AssociationKernel(Yu[np.ix_(rows, cols)], Q, backend=backend,
-                                         device=self.device, dtype=self.dtype)
+                                         device=self._device(), dtype=self.dtype)
             except ValueError as exc:
                 raise ValueError(f"Phenotypes {names[:10]}: {exc}") from exc
             if kern.constant.any():
@@ -334,7 +350,7 @@ class CrossModalGWAS(BaseEstimator):
         tables.start()
         logger.info("GWAS of %d phenotypes on %d subjects (%d missingness patterns), "
                     "%d covariates, %d SNPs", Y.shape[1], len(union_ids), len(groups),
-                    C.shape[1], geno.n_snps)
+                    Cv.shape[1], geno.n_snps)
 
         P, M = Y.shape[1], geno.n_snps
         # result arrays: every row of a block is written by the group(s) owning its
@@ -363,7 +379,7 @@ class CrossModalGWAS(BaseEstimator):
         self.phenotypes_ = col_names
         self.modalities_ = {}
         for c in self.phenotypes_:
-            self.modalities_.setdefault(modality_of(c), []).append(c)
+            self.modalities_.setdefault(_group_of(c), []).append(c)
         col_of = {c: j for j, c in enumerate(col_names)}
         mod_cols = []
         for cols in self.modalities_.values():

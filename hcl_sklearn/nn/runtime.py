@@ -179,3 +179,41 @@ def seed_everything(random_state):
     if torch.cuda.is_available():  # pragma: no cover - no GPU in CI
         torch.cuda.manual_seed_all(seed)
     return seed
+
+
+class AmpTrainStep:
+    """The training step of the package's skorch nets, mixed precision written once.
+
+    Mixed into a :class:`skorch.NeuralNet` that has a ``precision`` attribute:
+    ``initialize`` creates ``grad_scaler_`` (a GradScaler for fp16, else None);
+    ``train_step_single`` implementations call :meth:`_backward`; ``train_step`` unscales
+    the gradients *before* ``on_grad_computed`` (so a gradient-clipping callback sees the
+    true gradients), then steps the optimiser through the scaler.
+    """
+
+    def initialize(self):
+        super().initialize()
+        self.grad_scaler_ = make_grad_scaler(self.device, self.precision)
+        return self
+
+    def _backward(self, loss):
+        scaler = getattr(self, "grad_scaler_", None)
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+
+    def train_step(self, batch, **fit_params):
+        from skorch.utils import TeeGenerator
+
+        self._zero_grad_optimizer()
+        step = self.train_step_single(batch, **fit_params)
+        scaler = getattr(self, "grad_scaler_", None)
+        if scaler is not None:
+            scaler.unscale_(self.optimizer_)
+        self.notify("on_grad_computed",
+                    named_parameters=TeeGenerator(self.get_all_learnable_params()),
+                    batch=batch, training=True)
+        if scaler is not None:
+            scaler.step(self.optimizer_)
+            scaler.update()
+        else:
+            self.optimizer_.step()
+        return step
