@@ -46,7 +46,7 @@ def timed_pass(ds):
 
 
 def main():
-    from hcl_sklearn.volumes import PairedVolumes
+    from hcl_sklearn.data.volumes import PairedVolumes
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", type=int, default=6)

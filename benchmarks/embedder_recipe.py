@@ -43,7 +43,7 @@ REFERENCE_VALUES = {
 
 def zscore(X):
     """The reference preprocessing: z-score each volume on its non-zero voxels."""
-    from hcl_sklearn.volumes import PairedVolumes
+    from hcl_sklearn.data.volumes import PairedVolumes
 
     return PairedVolumes(X, target_shape=None).to_array()
 
@@ -61,7 +61,7 @@ def shared_r2(features, shared, tr, te, n_components=16):
     """Mean and worst held-out ridge R² of the shared heritable factors from
     StandardScaler -> PCA(n_components) per modality of ``features``."""
     from hcl_sklearn.evaluation import factor_recovery
-    from hcl_sklearn.reduction import ModalityPCA
+    from hcl_sklearn.embed.reduction import ModalityPCA
 
     pcs = ModalityPCA(n_components=n_components).fit(features.iloc[tr]).transform(features)
     r2 = factor_recovery(pcs, shared, tr, te)["r2"]
@@ -69,8 +69,8 @@ def shared_r2(features, shared, tr, te, n_components=16):
 
 
 def pca_cca_retrieval(X, tr, te, n_pca=64, n_cca=16):
-    from hcl_sklearn.metrics import retrieval_scores
-    from hcl_sklearn.reduction import CrossModalCCA
+    from hcl_sklearn.evaluation.metrics import retrieval_scores
+    from hcl_sklearn.embed.reduction import CrossModalCCA
 
     vox = _voxel_table(X)
     cca = CrossModalCCA(n_pca=min(n_pca, len(tr) - 1), n_components=n_cca).fit(vox.iloc[tr])
@@ -83,12 +83,12 @@ def fit_and_score(X, tr, te, params, epochs, seed, shared):
     import pandas as pd
 
     from hcl_sklearn import MomentumContrastiveEmbedder
-    from hcl_sklearn.contrastive import ConfigurationWarning
-    from hcl_sklearn.metrics import retrieval_scores
+    from hcl_sklearn.embed.contrastive import ConfigurationWarning
+    from hcl_sklearn.evaluation.metrics import retrieval_scores
 
     params = dict(params)
     if params.get("pooling") == "grid":       # the full token grid of this volume size
-        from hcl_sklearn.nn.moco import MomentumContrast
+        from hcl_sklearn.embed.nn.moco import MomentumContrast
 
         probe = MomentumContrast(volume_shape=X.shape[2:], encoder="cnn",
                                  embed_dim=params["embed_dim"],

@@ -28,9 +28,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from hcl_sklearn import MomentumContrastiveEmbedder, PairedVolumes
-from hcl_sklearn.contrastive import effective_queue_size
-from hcl_sklearn.nn.moco import MomentumContrast, SymmetricInfoNCE
-from hcl_sklearn.nn.runtime import autocast_context, resolve_device, seed_everything
+from hcl_sklearn.embed.contrastive import effective_queue_size
+from hcl_sklearn.embed.nn.moco import MomentumContrast, SymmetricInfoNCE
+from hcl_sklearn.embed.nn.runtime import autocast_context, resolve_device, seed_everything
 
 
 def parse():

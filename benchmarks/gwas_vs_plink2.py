@@ -137,7 +137,7 @@ def kernel_rate(G, Y, C, threads, block, device, dtype="float64", repeats=3):
 
     from threadpoolctl import threadpool_limits
 
-    from hcl_sklearn.gwas.association import AssociationKernel, covariate_basis
+    from hcl_sklearn.genetics.gwas.association import AssociationKernel, covariate_basis
 
     Q = covariate_basis(C.to_numpy())
     backend = "numpy" if device == "cpu" else "torch"
@@ -186,7 +186,7 @@ def child(args):
     import logging
 
     from hcl_sklearn.genetics import Genotypes
-    from hcl_sklearn.gwas import CrossModalGWAS
+    from hcl_sklearn.genetics.gwas import CrossModalGWAS
 
     logging.disable(logging.WARNING)
     root = Path(args.child_root)
@@ -221,7 +221,7 @@ def main():
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     from threadpoolctl import threadpool_limits
 
-    from hcl_sklearn.gwas import CrossModalGWAS
+    from hcl_sklearn.genetics.gwas import CrossModalGWAS
 
     print(f"N={args.n} M={args.m} P={args.p} K={args.k} threads={args.threads} "
           f"block={args.block} device={args.device}")
@@ -255,7 +255,7 @@ def main():
                 peaks[dt] = (dev, dev)
             print(f"device peak (torch 8192^3): dgemm {peaks['float64'][0]:.1f}, sgemm "
                   f"{peaks['float32'][0]:.1f} GFLOP/s")
-        from hcl_sklearn.gwas.estimator import _SUB_BLOCK_BYTES
+        from hcl_sklearn.genetics.gwas.estimator import _SUB_BLOCK_BYTES
 
         # the sub-block size fit uses (decode + product)
         sub = min(args.block, max(256, _SUB_BLOCK_BYTES // (8 * args.n)))

@@ -58,7 +58,7 @@ def bench_reml(n, n_pheno, n_snps, glimix_max):
     from glimix_core.lmm import LMM
 
     from hcl_sklearn.genetics import grm
-    from hcl_sklearn.reml import eigen_grm, reml_h2
+    from hcl_sklearn.genetics.reml import eigen_grm, reml_h2
 
     big = _cohort(n, n_snps, 0)
     K = grm(big)

@@ -15,12 +15,12 @@ from pathlib import Path
 # the public modules, in reading order; each documents the names in its __all__
 MODULES = [
     ("hcl_sklearn", "Estimators and top-level functions"),
-    ("hcl_sklearn.volumes", "Data layer: paired T1/T2 volumes"),
+    ("hcl_sklearn.data.volumes", "Data layer: paired T1/T2 volumes"),
     ("hcl_sklearn.datasets", "Data sets and the simulator"),
     ("hcl_sklearn.genetics", "Genotypes and the GRM"),
-    ("hcl_sklearn.metrics", "Embedding metrics"),
+    ("hcl_sklearn.evaluation.metrics", "Embedding metrics"),
     ("hcl_sklearn.evaluation", "Evaluation protocol"),
-    ("hcl_sklearn.gwas", "GWAS, loci and plots"),
+    ("hcl_sklearn.genetics.gwas", "GWAS, loci and plots"),
 ]
 
 OUT = Path(__file__).with_name("api.md")

@@ -18,7 +18,7 @@ from hcl_sklearn import CrossModalGWAS, HeritabilityScorer, ModalityPCA
 from hcl_sklearn import MomentumContrastiveEmbedder
 from hcl_sklearn.datasets import make_paired_cohort, write_cohort
 from hcl_sklearn.genetics import Genotypes, grm
-from hcl_sklearn.volumes import pairs_from_bids
+from hcl_sklearn.data.volumes import pairs_from_bids
 
 
 def main(outdir=None, n_subjects=120, shape=(16, 20, 16), max_epochs=3, random_state=0):

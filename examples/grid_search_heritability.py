@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline
 from hcl_sklearn import HeritabilityScorer, ModalityPCA, MomentumContrastiveEmbedder
 from hcl_sklearn.datasets import make_paired_cohort, write_cohort
 from hcl_sklearn.genetics import Genotypes, grm
-from hcl_sklearn.volumes import pairs_from_bids
+from hcl_sklearn.data.volumes import pairs_from_bids
 
 
 def main(n_subjects=100, shape=(16, 20, 16), max_epochs=2, random_state=0, workdir=None):

@@ -6,19 +6,22 @@ fast and light (torch is only imported when a neural estimator is used).
 
 import importlib
 
+from . import _compat
 from ._version import __version__
+
+_compat.install()  # the module paths of before the layered layout stay importable
 
 # public name -> submodule that defines it
 _LAZY = {
-    "MomentumContrastiveEmbedder": "contrastive",
-    "AutoencoderEmbedder": "autoencoder",
-    "ModalityPCA": "reduction",
-    "CrossModalCCA": "reduction",
-    "HeritabilityScorer": "heritability",
-    "genetic_correlation": "heritability",
-    "CrossModalGWAS": "gwas",
-    "PairedVolumes": "volumes",
-    "pairs_from_bids": "volumes",
+    "MomentumContrastiveEmbedder": "embed.contrastive",
+    "AutoencoderEmbedder": "embed.autoencoder",
+    "ModalityPCA": "embed.reduction",
+    "CrossModalCCA": "embed.reduction",
+    "HeritabilityScorer": "genetics.heritability",
+    "genetic_correlation": "genetics.heritability",
+    "CrossModalGWAS": "genetics.gwas",
+    "PairedVolumes": "data.volumes",
+    "pairs_from_bids": "data.volumes",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from hcl_sklearn import MomentumContrastiveEmbedder
-from hcl_sklearn.nn.augment import IntensityAugmentation
+from hcl_sklearn.embed.nn.augment import IntensityAugmentation
 
 pytestmark = pytest.mark.filterwarnings(
-    "ignore::hcl_sklearn.contrastive.ConfigurationWarning")
+    "ignore::hcl_sklearn.embed.contrastive.ConfigurationWarning")
 
 
 def _brains(b=400, shape=(6, 7, 5)):

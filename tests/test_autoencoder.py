@@ -13,11 +13,11 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from hcl_sklearn.autoencoder import AutoencoderEmbedder, MaskedReconstructionNet
+from hcl_sklearn.embed.autoencoder import AutoencoderEmbedder, MaskedReconstructionNet
 from hcl_sklearn.datasets import make_paired_cohort
-from hcl_sklearn.nn.udip import PairedAutoencoders, UDIPAutoencoder, masked_mse, padded_shape
-from hcl_sklearn.reduction import ModalityPCA
-from hcl_sklearn.volumes import PairedVolumes
+from hcl_sklearn.embed.nn.udip import PairedAutoencoders, UDIPAutoencoder, masked_mse, padded_shape
+from hcl_sklearn.embed.reduction import ModalityPCA
+from hcl_sklearn.data.volumes import PairedVolumes
 
 SMALL = {"latent_dim": 8, "base_channels": 2, "max_epochs": 2, "batch_size": 4,
          "validation_fraction": None, "random_state": 0}

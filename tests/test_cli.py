@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hcl_sklearn.cli import build_parser, main
+from hcl_sklearn.app.cli import build_parser, main
 
 N = 48
 

@@ -13,14 +13,14 @@ from sklearn.exceptions import NotFittedError
 from skorch.callbacks import Callback, Checkpoint, LoadInitState
 
 from hcl_sklearn import MomentumContrastiveEmbedder, PairedVolumes
-from hcl_sklearn.callbacks import NonFiniteLossError
-from hcl_sklearn.contrastive import effective_queue_size
-from hcl_sklearn.metrics import linear_cka, retrieval_scores
-from hcl_sklearn.nn.moco import in_batch_info_nce
+from hcl_sklearn.embed.callbacks import NonFiniteLossError
+from hcl_sklearn.embed.contrastive import effective_queue_size
+from hcl_sklearn.evaluation.metrics import linear_cka, retrieval_scores
+from hcl_sklearn.embed.nn.moco import in_batch_info_nce
 
 # the FAST configurations are tiny on purpose (a few steps, a queue the data cannot fill)
 pytestmark = pytest.mark.filterwarnings(
-    "ignore::hcl_sklearn.contrastive.ConfigurationWarning")
+    "ignore::hcl_sklearn.embed.contrastive.ConfigurationWarning")
 
 U32 = 2.0 ** -24   # float32 unit roundoff
 
@@ -474,7 +474,7 @@ def test_configurations_that_cannot_learn_warn(volumes):
     0.999**6 = 99% of the random key weights, and a 65536-key queue cannot be filled."""
     import warnings
 
-    from hcl_sklearn.contrastive import ConfigurationWarning
+    from hcl_sklearn.embed.contrastive import ConfigurationWarning
 
     with pytest.warns(ConfigurationWarning, match=r"momentum=0.999 over the 6 training steps"
                       r".* leaves 99% .* Use momentum <= 0.5"):

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hcl_sklearn.cli import main
-from hcl_sklearn.demo import SECTIONS
+from hcl_sklearn.app.cli import main
+from hcl_sklearn.app.demo import SECTIONS
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +72,27 @@ def test_demo_numbers_are_finite(demo_dir):
     assert (comp[["shared_r2", "specific_r2"]] <= 1).all().all()
     assert (comp.loc["Oracle (planted factors)", ["shared_r2_min", "specific_r2_min"]]
             > 0.99).all()
+
+
+def test_a_missing_dependency_is_named_and_a_bug_is_never_hidden(monkeypatch):
+    from hcl_sklearn.app import demo
+
+    real = demo.importlib.import_module
+
+    def without(module):
+        def fake(name, *args):
+            if name.startswith("hcl_sklearn.embed"):
+                raise ModuleNotFoundError(f"No module named '{module}'", name=module)
+            return real(name, *args)
+        return fake
+
+    monkeypatch.setattr(demo.importlib, "import_module", without("torch"))
+    with pytest.raises(demo.StageUnavailable, match="optional dependency 'torch'"):
+        demo._need("embed.contrastive", "MomentumContrastiveEmbedder")
+    # a module of the package itself missing is a bug: it propagates
+    monkeypatch.setattr(demo.importlib, "import_module", without("hcl_sklearn.embed.gone"))
+    with pytest.raises(ModuleNotFoundError):
+        demo._need("embed.contrastive")
+    monkeypatch.setattr(demo.importlib, "import_module", real)
+    with pytest.raises(AttributeError):
+        demo._need("embed.contrastive", "NoSuchEstimator")

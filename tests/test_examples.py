@@ -60,7 +60,7 @@ def test_user_guide_covers_the_public_api_and_commands():
 
     import hcl_sklearn
     from hcl_sklearn import evaluation
-    from hcl_sklearn.cli import build_parser
+    from hcl_sklearn.app.cli import build_parser
 
     guide = (EXAMPLES.parent / "docs" / "user_guide.md").read_text(encoding="utf-8")
     public = [n for n in hcl_sklearn.__all__ if n != "__version__"]

@@ -13,8 +13,8 @@ from threadpoolctl import threadpool_limits
 from hcl_sklearn import genetic_correlation
 from hcl_sklearn.genetics import SampleMismatchError, grm
 from conftest import real_ld_genotypes
-from hcl_sklearn.haseman_elston import he_regression
-from hcl_sklearn.reml import bivariate_reml, eigen_grm, reml_h2
+from hcl_sklearn.genetics.haseman_elston import he_regression
+from hcl_sklearn.genetics.reml import bivariate_reml, eigen_grm, reml_h2
 
 
 @pytest.fixture(autouse=True)

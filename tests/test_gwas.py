@@ -14,8 +14,8 @@ from matplotlib.figure import Figure
 from hcl_sklearn import CrossModalGWAS as LazyCrossModalGWAS
 from hcl_sklearn.datasets import get_1000g_chr22
 from hcl_sklearn.genetics import Genotypes
-from hcl_sklearn.gwas import CrossModalGWAS
-from hcl_sklearn.gwas.association import RankDeficientCovariatesError
+from hcl_sklearn.genetics.gwas import CrossModalGWAS
+from hcl_sklearn.genetics.gwas.association import RankDeficientCovariatesError
 
 SSF = ["phenotype", "chromosome", "base_pair_location", "variant_id", "effect_allele",
        "other_allele", "effect_allele_frequency", "beta", "standard_error", "t_stat",

@@ -8,8 +8,8 @@ from scipy import stats
 
 from hcl_sklearn.datasets import get_1000g_chr22
 from hcl_sklearn.genetics import Genotypes
-from hcl_sklearn.gwas import CrossModalGWAS, ols_association, t_log_pvalue
-from hcl_sklearn.gwas.association import RankDeficientCovariatesError, covariate_basis
+from hcl_sklearn.genetics.gwas import CrossModalGWAS, ols_association, t_log_pvalue
+from hcl_sklearn.genetics.gwas.association import RankDeficientCovariatesError, covariate_basis
 
 
 def _lstsq_reference(g, y, C):
@@ -224,7 +224,7 @@ def test_t_log_pvalue_for_biobank_scale_df():
 
 @pytest.mark.parametrize("df", [3, 372, 4987, 1e6])
 def test_student_log_p_table_matches_exact(df):
-    from hcl_sklearn.gwas.association import StudentLogP
+    from hcl_sklearn.genetics.gwas.association import StudentLogP
 
     t = np.concatenate([np.random.default_rng(0).uniform(-45, 45, 50_000),
                         [0.0, 1e-9, 39.9999, 40.0, 75.0, np.nan]])
@@ -248,7 +248,7 @@ def test_float32_product_keeps_t_and_p(backend):
     G, Y, C = _data(n=2000, m=40, p=4, seed=8)
     G[:, 5] = np.where(G[:, 5] > 0, 2.0, 1.0)                 # a1 frequency ~0.9
     Q = covariate_basis(C)
-    from hcl_sklearn.gwas.association import AssociationKernel
+    from hcl_sklearn.genetics.gwas.association import AssociationKernel
 
     kern = AssociationKernel(Y, Q, backend=backend, dtype="float32")
     res = kern.scan(G)

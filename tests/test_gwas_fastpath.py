@@ -11,10 +11,10 @@ import pytest
 from bed_reader import open_bed, to_bed
 
 from hcl_sklearn.genetics import Genotypes
-from hcl_sklearn.gwas import CrossModalGWAS, estimator, t_log_pvalue
-from hcl_sklearn.gwas._bed import BedBlockReader, bed_source
-from hcl_sklearn.gwas.association import StudentLogP
-from hcl_sklearn.gwas.loci import _LD
+from hcl_sklearn.genetics.gwas import CrossModalGWAS, estimator, t_log_pvalue
+from hcl_sklearn.genetics.gwas._bed import BedBlockReader, bed_source
+from hcl_sklearn.genetics.gwas.association import StudentLogP
+from hcl_sklearn.genetics.gwas.loci import _LD
 
 
 def _write_bed(path, n, m, seed, missing=0.02):
@@ -128,7 +128,7 @@ def float32_bounds(fit, G, iid, Y, cov):
     a null SNP; a kernel off by 1e-3 relative moves ``t`` by 1e-3 |t|, which exceeds this
     once |t| > 1 (see ``test_float32_bounds_catch_a_perturbed_kernel``).
     """
-    from hcl_sklearn.gwas import t_log_pvalue
+    from hcl_sklearn.genetics.gwas import t_log_pvalue
 
     cols = fit._tested_pos
     shape = fit._t.shape

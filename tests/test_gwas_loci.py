@@ -8,7 +8,7 @@ from bed_reader import open_bed
 
 from hcl_sklearn.datasets import get_1000g_chr22, get_ukb_height_sumstats
 from hcl_sklearn.genetics import Genotypes
-from hcl_sklearn.gwas import (CrossModalGWAS, clump, loci_from_clumps, merge_intervals,
+from hcl_sklearn.genetics.gwas import (CrossModalGWAS, clump, loci_from_clumps, merge_intervals,
                               overlap_loci)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from hcl_sklearn.datasets import get_1000g_chr22
 from hcl_sklearn.genetics import Genotypes
-from hcl_sklearn.gwas import CrossModalGWAS
+from hcl_sklearn.genetics.gwas import CrossModalGWAS
 
 PLINK2 = shutil.which("plink2")
 pytestmark = pytest.mark.skipif(

@@ -24,9 +24,9 @@ from hcl_sklearn import HeritabilityScorer
 from hcl_sklearn.datasets import get_1000g_chr22
 from hcl_sklearn.genetics import GRMError, Genotypes, SampleMismatchError, grm
 from conftest import real_ld_genotypes
-from hcl_sklearn.haseman_elston import he_regression
-from hcl_sklearn.heritability import CovariateError, PhenotypeError
-from hcl_sklearn.reml import eigen_grm, reml_h2
+from hcl_sklearn.genetics.haseman_elston import he_regression
+from hcl_sklearn.genetics.heritability import CovariateError, PhenotypeError
+from hcl_sklearn.genetics.reml import eigen_grm, reml_h2
 
 
 @pytest.fixture(autouse=True)

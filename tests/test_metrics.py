@@ -23,7 +23,7 @@ import scipy.linalg
 from scipy.stats import ortho_group
 from sklearn.cross_decomposition import CCA
 
-from hcl_sklearn.metrics import (
+from hcl_sklearn.evaluation.metrics import (
     cca_correlations,
     linear_cka,
     mean_cca_correlation,

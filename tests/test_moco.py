@@ -14,8 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hcl_sklearn.nn.cnn import ConvEncoder3d
-from hcl_sklearn.nn.moco import (
+from hcl_sklearn.embed.nn.cnn import ConvEncoder3d
+from hcl_sklearn.embed.nn.moco import (
     MomentumContrast,
     ProjectionHead,
     SmallBatchSafeBatchNorm1d,
@@ -23,14 +23,14 @@ from hcl_sklearn.nn.moco import (
     in_batch_info_nce,
     info_nce,
 )
-from hcl_sklearn.nn.runtime import (
+from hcl_sklearn.embed.nn.runtime import (
     autocast_context,
     needs_grad_scaler,
     resolve_device,
     resolve_precision,
     seed_everything,
 )
-from hcl_sklearn.nn.vit import (
+from hcl_sklearn.embed.nn.vit import (
     VisionTransformer3d,
     check_patch_size,
     sincos_position_embedding_3d,

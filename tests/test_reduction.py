@@ -24,7 +24,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from hcl_sklearn.reduction import ModalityPCA, modality_of
+from hcl_sklearn.embed.reduction import ModalityPCA, modality_of
 
 
 def embeddings(n=60, d=10, seed=0, prefixes=("t1", "t2")):
@@ -242,7 +242,7 @@ def test_cross_modal_cca_recovers_the_closed_form_canonical_correlation():
     read-out of s from T1 has R^2 = |a|^2 / (|a|^2 + 1), so the population canonical
     correlation is sqrt(R^2_1 R^2_2) = 0.8 for |a|^2 = |b|^2 = 4. Held-out (1000 subjects),
     its sampling SE is (1 - rho^2) / sqrt(n) = 0.011; 0.05 is 4.5 SE."""
-    from hcl_sklearn.reduction import CrossModalCCA
+    from hcl_sklearn.embed.reduction import CrossModalCCA
 
     rng = np.random.default_rng(0)
     n, p = 2000, 12
@@ -268,7 +268,7 @@ def test_cross_modal_cca_recovers_the_closed_form_canonical_correlation():
 
 
 def test_cross_modal_cca_rejects_other_columns_and_odd_arrays():
-    from hcl_sklearn.reduction import CrossModalCCA
+    from hcl_sklearn.embed.reduction import CrossModalCCA
 
     df = pd.DataFrame(np.random.default_rng(0).normal(size=(10, 3)),
                       columns=["t1_a", "t2_a", "age_x"])

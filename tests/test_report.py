@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from hcl_sklearn.report import HTMLReport, format_number  # noqa: E402
+from hcl_sklearn.app.report import HTMLReport, format_number  # noqa: E402
 
 _VOID = {"meta", "img", "br", "hr", "link", "input"}
 

@@ -16,7 +16,7 @@ import pytest
 from bed_reader import open_bed
 
 from hcl_sklearn.datasets import make_paired_cohort, write_cohort
-from hcl_sklearn.volumes import PairedVolumes, pairs_from_bids
+from hcl_sklearn.data.volumes import PairedVolumes, pairs_from_bids
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from hcl_sklearn.datasets import make_paired_cohort
-from hcl_sklearn.volumes import PairedVolumes, check_paired_input
+from hcl_sklearn.data.volumes import PairedVolumes, check_paired_input
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from hcl_sklearn.volumes import (
+from hcl_sklearn.data.volumes import (
     PairedVolumes,
     VolumeError,
     pad_or_crop,
@@ -205,7 +205,7 @@ def test_cache_serves_second_pass_without_decoding(cohort, tmp_path, monkeypatch
     first = ds.to_array()
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 8
 
-    import hcl_sklearn.volumes as volumes
+    import hcl_sklearn.data.volumes as volumes
 
     def _no_decode(*args, **kwargs):
         raise AssertionError("NIfTI decoded although the cache holds the volume")

@@ -5,7 +5,7 @@
 * :mod:`.phenotypes` -- phenotype tables and their missingness patterns;
 * :mod:`.modalities` -- which modality a column belongs to (``t1_000`` -> ``'t1'``).
 
-Subject ids are the join key (:mod:`hcl_sklearn.subjects`); genotypes come in through
+Subject ids are the join key (:mod:`hcl_sklearn.data.subjects`); genotypes come in through
 :func:`hcl_sklearn.genetics.as_genotypes`.
 """
 

@@ -31,7 +31,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..subjects import SubjectMismatchError, describe_mismatch
+from .subjects import SubjectMismatchError, describe_mismatch
 
 logger = logging.getLogger(__name__)
 

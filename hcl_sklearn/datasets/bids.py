@@ -33,7 +33,7 @@ def write_cohort(bunch, path, *, overwrite=False, verbose=0):
         truth_causal.tsv                      causal SNPs and effects per heritable factor
 
     Images are written only when ``bunch.X`` is not None. The ``<id>`` labels are the
-    subject ids, so :func:`hcl_sklearn.volumes.pairs_from_bids` indexes the pairs by the same
+    subject ids, so :func:`hcl_sklearn.data.volumes.pairs_from_bids` indexes the pairs by the same
     ids as the genotypes' IIDs and the TSVs.
 
     Parameters
@@ -55,7 +55,7 @@ def write_cohort(bunch, path, *, overwrite=False, verbose=0):
     --------
     >>> import tempfile
     >>> from hcl_sklearn.datasets import make_paired_cohort, write_cohort
-    >>> from hcl_sklearn.volumes import pairs_from_bids
+    >>> from hcl_sklearn.data.volumes import pairs_from_bids
     >>> b = make_paired_cohort(n_subjects=3, shape=(16, 20, 16), random_state=0)
     >>> root = write_cohort(b, tempfile.mkdtemp())
     >>> pairs_from_bids(root).index.tolist() == b.subject_ids.tolist()

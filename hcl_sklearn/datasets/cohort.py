@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import Bunch, check_random_state
 
-from . import anatomy, contrast
+from . import anatomy
+from . import contrast
 from .genotypes import GENOTYPE_MODELS, simulate_genotypes
 
 logger = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..subjects import SubjectMismatchError, describe_mismatch
+from ..data.subjects import SubjectMismatchError, describe_mismatch
 
 logger = logging.getLogger(__name__)
 

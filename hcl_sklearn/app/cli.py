@@ -18,9 +18,9 @@ import logging
 import sys
 from pathlib import Path
 
-from ._version import __version__
+from .._version import __version__
 
-logger = logging.getLogger("hcl_sklearn.cli")
+logger = logging.getLogger("hcl_sklearn.app.cli")
 
 
 class CLIError(ValueError):
@@ -47,7 +47,7 @@ def read_table(path, what="table"):
 
 def read_pairs(source, t2_suffix="T2w"):
     """Paired image paths from a BIDS root or a TSV with columns t1 and t2."""
-    from .volumes import pairs_from_bids
+    from ..data.volumes import pairs_from_bids
 
     source = Path(source)
     if source.is_dir():
@@ -68,7 +68,7 @@ def read_pairs(source, t2_suffix="T2w"):
 
 
 def _genotypes(bfile):
-    from .genetics import Genotypes
+    from ..genetics import Genotypes
 
     if not Path(str(bfile) + ".bed").is_file():
         raise CLIError(f"PLINK file {bfile}.bed not found; pass the prefix without extension "
@@ -111,7 +111,7 @@ def _cmd_demo(args):
 
 
 def _cmd_simulate(args):
-    from .datasets import make_paired_cohort, write_cohort
+    from ..datasets import make_paired_cohort, write_cohort
 
     bunch = make_paired_cohort(n_subjects=args.n_subjects, shape=tuple(args.shape),
                                n_causal=args.n_causal, random_state=args.seed,
@@ -153,11 +153,11 @@ def _cmd_fit(args):
                   downsample=args.downsample,
                   target_shape=tuple(args.target_shape) if args.target_shape else "auto")
     if args.model == "contrastive":
-        from .contrastive import MomentumContrastiveEmbedder as Est
+        from ..embed.contrastive import MomentumContrastiveEmbedder as Est
 
         common["encoder"] = args.encoder
     else:
-        from .autoencoder import AutoencoderEmbedder as Est
+        from ..embed.autoencoder import AutoencoderEmbedder as Est
     model = Est(**common)
     extra = _parse_set(args.set)
     if extra:
@@ -205,7 +205,7 @@ def _cmd_embed(args):
         Z = pd.DataFrame(np.asarray(Z), index=pairs.index,
                          columns=list(model.get_feature_names_out()))
     if args.pca:
-        from .reduction import ModalityPCA
+        from ..embed.reduction import ModalityPCA
 
         Z = ModalityPCA(n_components=args.pca).fit_transform(Z)
     Z.index.name = "subject_id"
@@ -217,8 +217,8 @@ def _cmd_embed(args):
 
 
 def _cmd_heritability(args):
-    from .genetics import grm
-    from .heritability import HeritabilityScorer, genetic_correlation
+    from ..genetics import grm
+    from ..genetics.heritability import HeritabilityScorer, genetic_correlation
 
     Y = read_table(args.embeddings, "embeddings")
     g = _genotypes(args.bfile)
@@ -237,7 +237,7 @@ def _cmd_heritability(args):
     print(f"h2 of {len(res)} dimensions ({args.method}): mean {res['h2'].mean():.3f}, "
           f"{int((res['pvalue'] < 0.05).sum())} with p < 0.05; written to {out}")
     if args.rg:
-        from .evaluation import split_modalities
+        from ..evaluation import split_modalities
 
         try:
             t1, t2 = split_modalities(Y)
@@ -257,7 +257,7 @@ def _cmd_gwas(args):
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from .gwas import CrossModalGWAS
+    from ..genetics.gwas import CrossModalGWAS
 
     Y = read_table(args.embeddings, "embeddings")
     g = _genotypes(args.bfile)

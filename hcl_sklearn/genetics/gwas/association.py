@@ -28,7 +28,7 @@ from scipy import special
 
 # the covariate design lives in the input layer (one rule for every estimator); re-exported
 # here for the callers of this module
-from ..data.covariates import RankDeficientCovariatesError, covariate_basis
+from ...data.covariates import RankDeficientCovariatesError, covariate_basis
 
 __all__ = [
     "RankDeficientCovariatesError",

@@ -39,7 +39,7 @@ class IntensityAugmentation:
     Examples
     --------
     >>> import torch
-    >>> from hcl_sklearn.nn.augment import IntensityAugmentation
+    >>> from hcl_sklearn.embed.nn.augment import IntensityAugmentation
     >>> x = torch.zeros(2, 2, 4, 4, 4); x[..., 1:3, 1:3, 1:3] = 1.0
     >>> y = IntensityAugmentation()(x)
     >>> bool((y[x == 0] == 0).all()), bool((y[x != 0] != 1).any())

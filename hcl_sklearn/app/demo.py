@@ -27,7 +27,7 @@ Examples
 Run the demo at its smallest size from Python (the command line equivalent is
 ``hcl demo --quick``)::
 
-    from hcl_sklearn.demo import run_demo
+    from hcl_sklearn.app.demo import run_demo
     result = run_demo("hcl_report", quick=True)
     print(result.report_path)
 """
@@ -129,13 +129,22 @@ class DemoResult:
 
 # --------------------------------------------------------------------------- helpers
 def _need(module, attr=None):
-    """Import ``hcl_sklearn.<module>`` (and fetch ``attr``), or raise StageUnavailable."""
+    """Import ``hcl_sklearn.<module>`` (and fetch ``attr``).
+
+    A missing *optional third-party* dependency (e.g. torch for the embedders) raises
+    StageUnavailable naming it, so the report shows the stage as not available and says
+    what to install; any other error -- an ImportError or AttributeError inside the
+    package, i.e. a bug -- propagates and stops the run.
+    """
     try:
         mod = importlib.import_module(f"hcl_sklearn.{module}")
-        return getattr(mod, attr) if attr else mod
-    except (ImportError, AttributeError) as exc:
-        name = f"hcl_sklearn.{module}" + (f".{attr}" if attr else "")
-        raise StageUnavailable(f"{name} is not available yet ({exc})") from None
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing and missing != "hcl_sklearn":
+            raise StageUnavailable(f"needs the optional dependency '{missing}', which is not "
+                                   f"installed (pip install {missing})") from None
+        raise
+    return getattr(mod, attr) if attr else mod
 
 
 def _get(results, key):
@@ -184,8 +193,8 @@ def _stage_train(cfg, results, kind, verbose):
     sim = _get(results, "simulate")
     X = sim["cohort"].X
     if kind == "contrastive":
-        Est = _need("contrastive", "MomentumContrastiveEmbedder")
-        effective_queue_size = _need("contrastive", "effective_queue_size")
+        Est = _need("embed.contrastive", "MomentumContrastiveEmbedder")
+        effective_queue_size = _need("embed.contrastive", "effective_queue_size")
         pooling = cfg.pooling if isinstance(cfg.pooling, str) else tuple(cfg.pooling)
         n_fit = len(sim["train"]) - math.ceil(0.1 * len(sim["train"]))  # 10 % validation
         # one key per other training subject: the longest queue the data fill
@@ -199,7 +208,7 @@ def _stage_train(cfg, results, kind, verbose):
                     batch_size=cfg.batch_size, queue_size=queue_size,
                     device=cfg.device, random_state=cfg.random_state, verbose=verbose)
     else:
-        Est = _need("autoencoder", "AutoencoderEmbedder")
+        Est = _need("embed.autoencoder", "AutoencoderEmbedder")
         model = Est(latent_dim=cfg.ae_latent_dim, base_channels=cfg.ae_base_channels,
                     lr=cfg.ae_lr, max_epochs=cfg.ae_max_epochs, batch_size=cfg.batch_size,
                     device=cfg.device, random_state=cfg.random_state, verbose=verbose)
@@ -225,7 +234,7 @@ def _with_ids(frame, ids, model=None):
 def _zscored_voxels(X, ids):
     """The reference preprocessing of the networks' input (each image z-scored on its
     non-zero voxels), flattened to a ``t1_v…``, ``t2_v…`` table."""
-    from .volumes import PairedVolumes
+    from ..data.volumes import PairedVolumes
 
     Z = PairedVolumes(np.asarray(X, dtype=np.float32), target_shape=None).to_array()
     flat = Z.reshape(len(Z), 2, -1)
@@ -250,8 +259,8 @@ def _oracle(sim):
 
 def _stage_embed(cfg, results):
     sim = _get(results, "simulate")
-    ModalityPCA = _need("reduction", "ModalityPCA")
-    CrossModalCCA = _need("reduction", "CrossModalCCA")
+    ModalityPCA = _need("embed.reduction", "ModalityPCA")
+    CrossModalCCA = _need("embed.reduction", "CrossModalCCA")
     X = sim["cohort"].X
     train = sim["train"]
     out = {}
@@ -283,7 +292,7 @@ def _stage_embed(cfg, results):
 def _stage_heritability(cfg, results, verbose):
     sim = _get(results, "simulate")
     emb = _get(results, "embed")
-    HeritabilityScorer = _need("heritability", "HeritabilityScorer")
+    HeritabilityScorer = _need("genetics.heritability", "HeritabilityScorer")
     grm_fn = _need("genetics.grm", "grm")
     genotypes = _genotypes(sim)
     K = grm_fn(genotypes, samples=list(sim["ids"]))
@@ -317,10 +326,10 @@ def _stage_genetic_correlation(cfg, results):
     sim = _get(results, "simulate")
     emb = _get(results, "embed")
     her = _get(results, "heritability")
-    genetic_correlation = _need("heritability", "genetic_correlation")
+    genetic_correlation = _need("genetics.heritability", "genetic_correlation")
     kind = _kinds(emb)[0]  # the contrastive embedding when it ran
     pcs = emb[kind]["pcs"]
-    from .evaluation import split_modalities
+    from ..evaluation import split_modalities
 
     t1, t2 = split_modalities(pcs)
     rg = genetic_correlation(t1, t2, grm=her["grm"], covariates=_covariates(sim))
@@ -330,7 +339,7 @@ def _stage_genetic_correlation(cfg, results):
 def _stage_gwas(cfg, results, verbose):
     sim = _get(results, "simulate")
     emb = _get(results, "embed")
-    CrossModalGWAS = _need("gwas", "CrossModalGWAS")
+    CrossModalGWAS = _need("genetics.gwas", "CrossModalGWAS")
     genotypes = _genotypes(sim)
     cov = _covariates(sim)
     out = {}
@@ -340,7 +349,7 @@ def _stage_gwas(cfg, results, verbose):
 
 
 def _stage_evaluation(cfg, results):
-    from . import evaluation
+    from .. import evaluation
 
     sim = _get(results, "simulate")
     emb = _get(results, "embed")
@@ -379,7 +388,7 @@ def _factor_group(f):
 
 def _causal_regions(sim, flank=125_000):
     """Each heritable factor's causal SNPs, padded by ``flank`` and merged, per factor."""
-    merge_intervals = _need("gwas.loci", "merge_intervals")
+    merge_intervals = _need("genetics.gwas.loci", "merge_intervals")
     truth = sim["cohort"].truth
     causal = truth.causal.merge(_bunch_get(sim["cohort"], "snps")[["variant_id", "chrom", "pos"]],
                                 on="variant_id", how="left")
@@ -402,7 +411,7 @@ def _all_loci(gwas):
 
 def _stage_truth(cfg, results):
     """Recovery of the planted truth per factor: held-out ridge R² and causal regions found."""
-    from .evaluation import factor_recovery
+    from ..evaluation import factor_recovery
 
     sim = _get(results, "simulate")
     emb = _get(results, "embed")

@@ -14,10 +14,10 @@ from scipy import stats
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .._base import SharesDataOnClone, resolve_device
-from ..data.covariates import CovariatePolicy, covariate_basis, prepare_covariates
-from ..data.modalities import modality_of
-from ..data.phenotypes import missingness_patterns
+from ..._base import SharesDataOnClone, resolve_device
+from ...data.covariates import CovariatePolicy, covariate_basis, prepare_covariates
+from ...data.modalities import modality_of
+from ...data.phenotypes import missingness_patterns
 
 from ._bed import BedBlockReader, bed_source
 from .association import AssociationKernel
@@ -61,7 +61,7 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
     ``a1``-allele effect), all phenotypes of a missingness pattern in one matrix product
     per block of SNPs. Phenotypes with different missing values are analysed on their own
     samples (grouped by missingness pattern), never imputed. Loci follow the protocol of
-    :mod:`hcl_sklearn.gwas.loci`.
+    :mod:`hcl_sklearn.genetics.gwas.loci`.
 
     Parameters
     ----------
@@ -100,7 +100,7 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
     dtype : {'float64', 'float32'}, default='float64'
         Precision of the block product. ``'float32'`` (opt-in; ~1.4x faster on a CPU,
         more on GPUs) has ~1e-6 relative error of ``g'y`` (see
-        :class:`~hcl_sklearn.gwas.association.AssociationKernel`): t and p stay far
+        :class:`~hcl_sklearn.genetics.gwas.association.AssociationKernel`): t and p stay far
         within 1e-3 in ``-log10 p``, but betas of null SNPs lose relative precision;
         sums of squares, statistics and p-values stay float64.
     n_jobs : int, optional
@@ -136,7 +136,7 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
         Per modality and SNP: ``chromosome, base_pair_location, variant_id,
         neg_log10_p, p_value, phenotype`` (the dimension giving the minimum p).
     leads_ : dict of str -> pandas.DataFrame
-        Clumps (lead SNPs) of each modality, see :func:`hcl_sklearn.gwas.loci.clump`.
+        Clumps (lead SNPs) of each modality, see :func:`hcl_sklearn.genetics.gwas.loci.clump`.
     loci_ : dict of str -> pandas.DataFrame
         Padded, merged loci of each modality (``chromosome, start, end, n_leads,
         lead_variant_id, lead_base_pair_location, lead_neg_log10_p``).
@@ -252,7 +252,7 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
                           if i.get("user_api") == "blas"])
 
     def _open_genotypes(self):
-        from ..genetics import as_genotypes
+        from .. import as_genotypes
 
         return as_genotypes(self.genotypes)
 

@@ -28,7 +28,7 @@ def describe_mismatch(requested, available, what, *, fix=None):
 
     Examples
     --------
-    >>> from hcl_sklearn.subjects import describe_mismatch
+    >>> from hcl_sklearn.data.subjects import describe_mismatch
     >>> describe_mismatch(["a", "b", "c"], ["a", "z"], "GRM ids")[:47]
     '1 of 3 requested subject ids are in the GRM ids'
     """

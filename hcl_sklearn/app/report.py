@@ -222,7 +222,7 @@ class HTMLReport:
         toc = "".join(f'<li><a href="#{s.id}">{html.escape(s.title)}</a></li>'
                       for s in self.sections)
         sub = f'<p class="subtitle">{html.escape(self.subtitle)}</p>' if self.subtitle else ""
-        from ._version import __version__
+        from .._version import __version__
 
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         return (

@@ -6,7 +6,7 @@ and in train and eval mode, and couples no subjects as BatchNorm would) and ReLU
 (Without normalisation, training at lr 1e-3 collapsed to a constant embedding in our
 runs.) A final 1x1x1 convolution maps to
 ``embed_dim``; every position of the last grid is a token, so the encoder has the
-same interface as :class:`~hcl_sklearn.nn.vit.VisionTransformer3d`: ``(B, N, C)``.
+same interface as :class:`~hcl_sklearn.embed.nn.vit.VisionTransformer3d`: ``(B, N, C)``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class ConvEncoder3d(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from hcl_sklearn.nn.cnn import ConvEncoder3d
+    >>> from hcl_sklearn.embed.nn.cnn import ConvEncoder3d
     >>> cnn = ConvEncoder3d((32, 32, 32), embed_dim=24, widths=(4, 8))
     >>> cnn(torch.zeros(2, 1, 32, 32, 32)).shape
     torch.Size([2, 512, 24])

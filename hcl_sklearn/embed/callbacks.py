@@ -6,7 +6,7 @@
   validation loss and restores them when training ends (as the reference does);
 * :class:`ValidationAlignment` logs cross-modal retrieval (top-1, recall@k, median
   rank) and linear CKA between the T1 and T2 validation embeddings every epoch,
-  using :mod:`hcl_sklearn.metrics`.
+  using :mod:`hcl_sklearn.evaluation.metrics`.
 
 They are regular skorch callbacks: pass them to any ``NeuralNet`` whose validation
 step returns, as ``y_pred``, embeddings of shape ``(batch, 2, d)`` (T1, T2).
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
-from . import metrics
+from ..evaluation import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class NonFiniteLossGuard(Callback):
 
     Examples
     --------
-    >>> from hcl_sklearn.callbacks import NonFiniteLossGuard
+    >>> from hcl_sklearn.embed.callbacks import NonFiniteLossGuard
     >>> NonFiniteLossGuard()
     <NonFiniteLossGuard>
     """
@@ -83,7 +83,7 @@ class RestoreBestValidLoss(Callback):
 
     Examples
     --------
-    >>> from hcl_sklearn.callbacks import RestoreBestValidLoss
+    >>> from hcl_sklearn.embed.callbacks import RestoreBestValidLoss
     >>> RestoreBestValidLoss()
     <RestoreBestValidLoss>
     """
@@ -122,8 +122,8 @@ class ValidationAlignment(Callback):
     """Log T1/T2 alignment of the validation embeddings in the history each epoch.
 
     Collects the ``y_pred`` of every validation batch (embeddings of shape
-    ``(batch, 2, d)``) and records, with :func:`hcl_sklearn.metrics.retrieval_scores`
-    and :func:`hcl_sklearn.metrics.linear_cka`: ``valid_top1``, ``valid_recall@k``
+    ``(batch, 2, d)``) and records, with :func:`hcl_sklearn.evaluation.metrics.retrieval_scores`
+    and :func:`hcl_sklearn.evaluation.metrics.linear_cka`: ``valid_top1``, ``valid_recall@k``
     for each ``k`` in ``ks``, ``valid_median_rank`` and ``valid_cka``. Needs at least
     two validation subjects.
 
@@ -134,7 +134,7 @@ class ValidationAlignment(Callback):
 
     Examples
     --------
-    >>> from hcl_sklearn.callbacks import ValidationAlignment
+    >>> from hcl_sklearn.embed.callbacks import ValidationAlignment
     >>> ValidationAlignment(ks=(5,)).ks
     (5,)
     """

@@ -258,6 +258,25 @@ def _lead_table(ss, clump_of, leads, p1):
     }, columns=LEAD_COLUMNS)
 
 
+def _merged_runs(chrom, start, end):
+    """The one interval merge: sort by chromosome (as text), start, end (stable) and
+    yield ``(chromosome, start, end, member indices)`` for each run of overlapping
+    intervals (touching ends overlap)."""
+    order = np.lexsort((end, start, chrom)) if len(chrom) else []
+    cur = None
+    for i in order:
+        c, s0, e0 = chrom[i], int(start[i]), int(end[i])
+        if cur is not None and c == cur[0] and s0 <= cur[2]:
+            cur[2] = max(cur[2], e0)
+            cur[3].append(i)
+        else:
+            if cur is not None:
+                yield tuple(cur[:3]) + (np.asarray(cur[3]),)
+            cur = [c, s0, e0, [i]]
+    if cur is not None:
+        yield tuple(cur[:3]) + (np.asarray(cur[3]),)
+
+
 def merge_intervals(intervals):
     """Merge overlapping (or touching) ``[start, end]`` intervals per chromosome.
 
@@ -298,22 +317,13 @@ def merge_intervals(intervals):
     nlp = col("neg_log10_p", np.nan, np.float64)
     vid = col("variant_id", "", object)
     bp = col("base_pair_location", -1, np.int64)
-    # by chromosome (as text), start, end; stable as pandas' sort_values
-    order = np.lexsort((end, start, chrom))
     rows = []
-    cur = None
-    for i in order:
-        c, s0, e0 = chrom[i], int(start[i]), int(end[i])
-        if cur is not None and c == cur[0] and s0 <= cur[2]:
-            cur[2] = max(cur[2], e0)
-            cur[3] += 1
-            if nlp[i] > cur[6]:
-                cur[4:7] = [str(vid[i]), int(bp[i]), float(nlp[i])]
-        else:
-            if cur is not None:
-                rows.append(cur)
-            cur = [c, s0, e0, 1, str(vid[i]), int(bp[i]), float(nlp[i])]
-    rows.append(cur)
+    for c, s0, e0, members in _merged_runs(chrom, start, end):
+        # the lead: the first member with the largest -log10 p (all NaN: the first)
+        finite = [i for i in members if not np.isnan(nlp[i])]
+        lead = max(finite, key=lambda i: nlp[i]) if finite else members[0]
+        rows.append([c, s0, e0, len(members), str(vid[lead]), int(bp[lead]),
+                     float(nlp[lead])])
     cols = list(zip(*rows))
     return pd.DataFrame({
         "chromosome": list(cols[0]),
@@ -406,21 +416,10 @@ def overlap_loci(loci_a, loci_b, names=("t1", "t2")):
     end = np.concatenate([loci_a["end"].to_numpy(dtype=np.int64),
                           loci_b["end"].to_numpy(dtype=np.int64)])
     is_a = np.arange(len(chrom)) < len(loci_a)
-    # pooled, by chromosome (as text), start, end (stable), then merged
-    order = np.lexsort((end, start, chrom.astype(str))) if len(chrom) else []
     rows = []
-    cur = None
-    for i in order:
-        c, s0, e0 = chrom[i], int(start[i]), int(end[i])
-        if cur is not None and c == cur[0] and s0 <= cur[2]:
-            cur[2] = max(cur[2], e0)
-            cur[3 if is_a[i] else 4] += 1
-        else:
-            if cur is not None:
-                rows.append(cur)
-            cur = [c, s0, e0, int(is_a[i]), int(not is_a[i])]
-    if cur is not None:
-        rows.append(cur)
+    for c, s0, e0, members in _merged_runs(chrom.astype(str), start, end):
+        n_in_a = int(is_a[members].sum())
+        rows.append([c, s0, e0, n_in_a, len(members) - n_in_a])
     out = pd.DataFrame(rows, columns=["chromosome", "start", "end", f"n_{a}", f"n_{b}"])
     status = np.where((out[f"n_{a}"] > 0) & (out[f"n_{b}"] > 0), "shared",
                       np.where(out[f"n_{a}"] > 0, f"{a}_only", f"{b}_only"))

@@ -2,8 +2,8 @@
 
 :class:`HeritabilityScorer` estimates h2 of every column of a phenotype table indexed by
 subject id, from one GRM: by REML (one eigendecomposition shared by all phenotypes,
-vectorised likelihood, see :mod:`hcl_sklearn.reml`) or by Haseman-Elston regression
-(matrix products, see :mod:`hcl_sklearn.haseman_elston`). Called as
+vectorised likelihood, see :mod:`hcl_sklearn.genetics.reml`) or by Haseman-Elston regression
+(matrix products, see :mod:`hcl_sklearn.genetics.haseman_elston`). Called as
 ``scorer(estimator, X)`` it returns the mean h2 of ``estimator.transform(X)``, so it can
 rank representations in :class:`~sklearn.model_selection.GridSearchCV`.
 
@@ -41,13 +41,13 @@ from scipy import stats
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import StrOptions
 
-from ._base import SharesDataOnClone
-from .data.covariates import (CovariateError, CovariatePolicy, covariate_design,
+from .._base import SharesDataOnClone
+from ..data.covariates import (CovariateError, CovariatePolicy, covariate_design,
                               prepare_covariates)
-from .data.phenotypes import missingness_patterns
-from .genetics.genotypes import as_genotypes
-from .subjects import SubjectMismatchError, describe_mismatch
-from .genetics.grm import check_grm, grm as build_grm
+from ..data.phenotypes import missingness_patterns
+from .genotypes import as_genotypes
+from ..data.subjects import SubjectMismatchError, describe_mismatch
+from .grm import check_grm, grm as build_grm
 from .haseman_elston import he_regression
 from .reml import bivariate_reml, eigen_grm, reml_h2
 
@@ -390,7 +390,7 @@ def genetic_correlation(Y1, Y2, *, grm=None, genotypes=None, covariates=None,
         optimisation per *pair* and gives no SE, so the all-pairs HE is the default.)
         ``'he'``: bivariate Haseman-Elston for all pairs as matrix products, analytic
         (delta-method, normal-theory) SE. ``'reml'``: bivariate REML per pair
-        (:func:`hcl_sklearn.reml.bivariate_reml`; slow, one optimisation per pair, no SE).
+        (:func:`hcl_sklearn.genetics.reml.bivariate_reml`; slow, one optimisation per pair, no SE).
     return_se : bool
         If True return ``(rg, se)`` with ``se`` a DataFrame shaped like ``rg``.
 

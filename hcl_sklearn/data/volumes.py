@@ -152,7 +152,7 @@ def preprocess_volume(volume, target_shape=REFERENCE_SHAPE, downsample=1, *, whe
     Examples
     --------
     >>> import numpy as np
-    >>> from hcl_sklearn.volumes import preprocess_volume
+    >>> from hcl_sklearn.data.volumes import preprocess_volume
     >>> v = np.zeros((10, 12, 10)); v[3:7, 3:9, 3:7] = np.arange(96).reshape(4, 6, 4) + 1
     >>> out = preprocess_volume(v, target_shape=(12, 12, 12), downsample=2)
     >>> out.shape
@@ -305,7 +305,7 @@ class PairedVolumes(Dataset):
     Examples
     --------
     >>> import numpy as np
-    >>> from hcl_sklearn.volumes import PairedVolumes
+    >>> from hcl_sklearn.data.volumes import PairedVolumes
     >>> X = np.random.default_rng(0).random((3, 2, 8, 8, 8)).astype("float32")
     >>> ds = PairedVolumes(X, target_shape=None)
     >>> len(ds), tuple(ds[0].shape)
@@ -453,7 +453,7 @@ def as_paired_volumes(X, target_shape="auto", downsample=1, cache_dir=None):
     Examples
     --------
     >>> import numpy as np
-    >>> from hcl_sklearn.volumes import as_paired_volumes
+    >>> from hcl_sklearn.data.volumes import as_paired_volumes
     >>> pv = as_paired_volumes(np.ones((2, 2, 8, 8, 8), np.float32), downsample=2)
     >>> len(pv), pv.volume_shape
     (2, (4, 4, 4))
@@ -519,7 +519,7 @@ def pairs_from_bids(root, t1_suffix="T1w", t2_suffix="T2w", on_incomplete="warn"
 
     Examples
     --------
-    >>> from hcl_sklearn.volumes import pairs_from_bids
+    >>> from hcl_sklearn.data.volumes import pairs_from_bids
     >>> pairs_from_bids("my_bids_root")  # doctest: +SKIP
     """
     root = Path(root)

@@ -126,7 +126,7 @@ def retrieval_ranks(A, B, chunk_size=1024):
     Examples
     --------
     >>> import numpy as np
-    >>> from hcl_sklearn.metrics import retrieval_ranks
+    >>> from hcl_sklearn.evaluation.metrics import retrieval_ranks
     >>> A = np.eye(3)
     >>> retrieval_ranks(A, A[[0, 1, 2]])[0]
     array([1, 1, 1])
@@ -172,7 +172,7 @@ def retrieval_scores(A, B, ks=(1, 5, 10, 50), chunk_size=1024):
     Examples
     --------
     >>> import numpy as np
-    >>> from hcl_sklearn.metrics import retrieval_scores
+    >>> from hcl_sklearn.evaluation.metrics import retrieval_scores
     >>> rng = np.random.default_rng(0)
     >>> A = rng.normal(size=(20, 8))
     >>> s = retrieval_scores(A, A + 0.01 * rng.normal(size=A.shape), ks=(1, 5))
@@ -227,7 +227,7 @@ def linear_cka(A, B):
     Examples
     --------
     >>> import numpy as np
-    >>> from hcl_sklearn.metrics import linear_cka
+    >>> from hcl_sklearn.evaluation.metrics import linear_cka
     >>> A = np.random.default_rng(0).normal(size=(50, 4))
     >>> round(linear_cka(A, 3 * A), 6)
     1.0
@@ -293,7 +293,7 @@ def rbf_cka(A, B, sigma=None):
     Examples
     --------
     >>> import numpy as np
-    >>> from hcl_sklearn.metrics import rbf_cka
+    >>> from hcl_sklearn.evaluation.metrics import rbf_cka
     >>> A = np.random.default_rng(0).normal(size=(30, 5))
     >>> round(rbf_cka(A, A), 6)
     1.0
@@ -333,7 +333,7 @@ def cca_correlations(A, B, reg=None):
         otherwise it uses 0.1 and warns, because CCA then mostly measures the sample
         size (once ``n_features >= n_samples - 1`` in both blocks, any two blocks
         span the same space and give the same correlations). Reduce the blocks
-        first (e.g. :class:`~hcl_sklearn.reduction.ModalityPCA`) or pass ``reg``
+        first (e.g. :class:`~hcl_sklearn.embed.reduction.ModalityPCA`) or pass ``reg``
         explicitly to silence the warning.
 
     Returns
@@ -343,7 +343,7 @@ def cca_correlations(A, B, reg=None):
     Examples
     --------
     >>> import numpy as np
-    >>> from hcl_sklearn.metrics import cca_correlations
+    >>> from hcl_sklearn.evaluation.metrics import cca_correlations
     >>> rng = np.random.default_rng(0)
     >>> A = rng.normal(size=(100, 3))
     >>> np.round(cca_correlations(A, A @ rng.normal(size=(3, 3))), 6)
@@ -406,7 +406,7 @@ def mean_cca_correlation(A, B, n_components=None, reg=None):
     Examples
     --------
     >>> import numpy as np
-    >>> from hcl_sklearn.metrics import mean_cca_correlation
+    >>> from hcl_sklearn.evaluation.metrics import mean_cca_correlation
     >>> rng = np.random.default_rng(0)
     >>> A, B = rng.normal(size=(2, 500, 4))
     >>> mean_cca_correlation(A, B) < 0.2

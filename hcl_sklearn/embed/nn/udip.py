@@ -48,7 +48,7 @@ def masked_mse(reconstruction, target, mask=None):
     Examples
     --------
     >>> import torch
-    >>> from hcl_sklearn.nn.udip import masked_mse
+    >>> from hcl_sklearn.embed.nn.udip import masked_mse
     >>> target = torch.tensor([0.0, 1.0, 2.0, 0.0])
     >>> float(masked_mse(torch.tensor([5.0, 1.0, 0.0, 0.0]), target))
     2.0
@@ -86,7 +86,7 @@ def padded_shape(input_shape):
 
     Examples
     --------
-    >>> from hcl_sklearn.nn.udip import padded_shape
+    >>> from hcl_sklearn.embed.nn.udip import padded_shape
     >>> padded_shape((182, 224, 182)), padded_shape((16, 12, 16))
     ((192, 224, 192), (32, 16, 16))
     """
@@ -111,7 +111,7 @@ class UDIPAutoencoder(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from hcl_sklearn.nn.udip import UDIPAutoencoder
+    >>> from hcl_sklearn.embed.nn.udip import UDIPAutoencoder
     >>> ae = UDIPAutoencoder((20, 24, 20), latent_dim=8, base_channels=2)
     >>> recon, z = ae(torch.randn(3, 1, 20, 24, 20))
     >>> tuple(recon.shape), tuple(z.shape)
@@ -208,7 +208,7 @@ class PairedAutoencoders(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from hcl_sklearn.nn.udip import PairedAutoencoders
+    >>> from hcl_sklearn.embed.nn.udip import PairedAutoencoders
     >>> m = PairedAutoencoders((16, 16, 16), latent_dim=4, base_channels=2)
     >>> recon, z = m(torch.randn(2, 2, 16, 16, 16))
     >>> tuple(recon.shape), tuple(z.shape)

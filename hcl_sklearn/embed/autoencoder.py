@@ -1,6 +1,6 @@
 """``AutoencoderEmbedder``: the single-modality UDIP autoencoder baseline as a transformer.
 
-One 3-D convolutional autoencoder per modality (:mod:`hcl_sklearn.nn.udip`), trained
+One 3-D convolutional autoencoder per modality (:mod:`hcl_sklearn.embed.nn.udip`), trained
 to reconstruct its own image with the MSE inside the brain mask; the 128-d linear
 latent of each model is the embedding. The estimator follows the API of
 :class:`~hcl_sklearn.MomentumContrastiveEmbedder`: paired volumes in, a
@@ -36,7 +36,7 @@ from .nn.runtime import (
     seed_everything,
 )
 from .nn.udip import PairedAutoencoders, masked_mse
-from .volumes import MODALITIES, PairedVolumes, as_paired_volumes
+from ..data.volumes import MODALITIES, PairedVolumes, as_paired_volumes
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class MaskedReconstructionNet(AmpTrainStep, NeuralNet):
 
     The module maps paired volumes ``(batch, C, D, H, W)`` to
     ``(reconstruction, latents)``; the loss is the mean over the ``C`` channels of
-    :func:`~hcl_sklearn.nn.udip.masked_mse` with mask ``X != 0``. Per-channel
+    :func:`~hcl_sklearn.embed.nn.udip.masked_mse` with mask ``X != 0``. Per-channel
     losses are logged in the history as ``train_loss_<name>`` and
     ``valid_loss_<name>``. The forward pass runs under the autocast of
     ``precision`` (a GradScaler is used for fp16).
@@ -151,14 +151,14 @@ class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
         reference) and the weights of the best validation epoch are kept. ``None``
         trains on all subjects and monitors the training loss.
     device : str, default='auto'
-        ``'auto'`` = cuda when available, else cpu (see :mod:`hcl_sklearn.nn.runtime`).
+        ``'auto'`` = cuda when available, else cpu (see :mod:`hcl_sklearn.embed.nn.runtime`).
     precision : {'auto', 'fp32', 'bf16', 'fp16'}, default='auto'
         Autocast precision: bf16/fp16 on a GPU, fp32 on the CPU for ``'auto'``.
     num_workers : int, default=0
         DataLoader worker processes (reading and preprocessing NIfTI files).
     target_shape : 'auto', tuple of 3 int or None, default='auto'
         Grid the volumes are padded/cropped to before the network (see
-        :class:`~hcl_sklearn.volumes.PairedVolumes`), with the same meaning as in
+        :class:`~hcl_sklearn.data.volumes.PairedVolumes`), with the same meaning as in
         :class:`~hcl_sklearn.MomentumContrastiveEmbedder`: ``'auto'`` keeps the grid of an
         array and uses the reference 182 x 224 x 182 for NIfTI files; ``None`` keeps every
         input's grid. The network pads to a multiple of 16 internally and crops its output
@@ -168,7 +168,7 @@ class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
     cache_dir : str or None, default=None
         Cache of preprocessed NIfTI images (float16 ``.npy``), see ``PairedVolumes``.
         ``target_shape``, ``downsample`` and ``cache_dir`` apply to array and
-        DataFrame input; a :class:`~hcl_sklearn.volumes.PairedVolumes` is used with
+        DataFrame input; a :class:`~hcl_sklearn.data.volumes.PairedVolumes` is used with
         its own settings.
     random_state : int, RandomState instance or None, default=None
         Seeds weights, batch order and the validation split; a fixed value gives
@@ -181,7 +181,7 @@ class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
     ----------
     net_ : MaskedReconstructionNet
         The fitted skorch net; ``net_.module_.models['t1']`` and ``['t2']`` are the
-        two :class:`~hcl_sklearn.nn.udip.UDIPAutoencoder` models.
+        two :class:`~hcl_sklearn.embed.nn.udip.UDIPAutoencoder` models.
     history_ : skorch.History
         Per-epoch ``train_loss``/``valid_loss`` (mean of the modalities) and
         ``train_loss_t1``, ``valid_loss_t2``, … per modality.
@@ -257,7 +257,7 @@ class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
 
     def _volumes(self, X):
         """Wrap the input into a PairedVolumes with this estimator's data settings (the
-        same rules as the contrastive embedder's: :func:`~hcl_sklearn.volumes.as_paired_volumes`)."""
+        same rules as the contrastive embedder's: :func:`~hcl_sklearn.data.volumes.as_paired_volumes`)."""
         return as_paired_volumes(X, self.target_shape, self.downsample, self.cache_dir)
 
     def _split(self, n, rng):

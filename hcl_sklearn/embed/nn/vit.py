@@ -33,7 +33,7 @@ def check_patch_size(volume_shape, patch_size):
 
     Examples
     --------
-    >>> from hcl_sklearn.nn.vit import check_patch_size
+    >>> from hcl_sklearn.embed.nn.vit import check_patch_size
     >>> check_patch_size((182, 224, 182), (14, 16, 14))
     (13, 14, 13)
     >>> check_patch_size((46, 56, 46), (14, 16, 14))  # padded to 56 x 64 x 56
@@ -71,7 +71,7 @@ def sincos_position_embedding_3d(grid, dim):
 
     Examples
     --------
-    >>> from hcl_sklearn.nn.vit import sincos_position_embedding_3d
+    >>> from hcl_sklearn.embed.nn.vit import sincos_position_embedding_3d
     >>> sincos_position_embedding_3d((13, 14, 13), 384).shape
     torch.Size([2366, 384])
     """
@@ -160,7 +160,7 @@ class VisionTransformer3d(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from hcl_sklearn.nn.vit import VisionTransformer3d
+    >>> from hcl_sklearn.embed.nn.vit import VisionTransformer3d
     >>> vit = VisionTransformer3d((16, 16, 16), patch_size=(8, 8, 8), embed_dim=12,
     ...                           depth=1, n_heads=2)
     >>> vit(torch.zeros(2, 1, 16, 16, 16)).shape

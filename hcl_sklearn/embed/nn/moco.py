@@ -72,7 +72,7 @@ def info_nce(query, positive, negatives, temperature, exclude=None):
     Examples
     --------
     >>> import torch, torch.nn.functional as F
-    >>> from hcl_sklearn.nn.moco import info_nce
+    >>> from hcl_sklearn.embed.nn.moco import info_nce
     >>> q = F.normalize(torch.ones(1, 2), dim=1)
     >>> round(float(info_nce(q, q, -q, temperature=1.0)), 4)  # log(1 + e^-2)
     0.1269
@@ -230,7 +230,7 @@ class MomentumContrast(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from hcl_sklearn.nn.moco import MomentumContrast
+    >>> from hcl_sklearn.embed.nn.moco import MomentumContrast
     >>> moco = MomentumContrast((16, 16, 16), encoder="cnn", embed_dim=8,
     ...                         cnn_widths=(4,), proj_dim=4, queue_size=6)
     >>> x = torch.randn(3, 2, 16, 16, 16)

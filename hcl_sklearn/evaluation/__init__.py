@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .data.covariates import covariate_basis, covariate_design, prepare_covariates
-from .data.modalities import split_by_modality
-from .subjects import SubjectMismatchError
+from ..data.covariates import covariate_basis, covariate_design, prepare_covariates
+from ..data.modalities import split_by_modality
+from ..data.subjects import SubjectMismatchError
 
 logger = logging.getLogger(__name__)
 
@@ -601,7 +601,7 @@ def alignment_scores(embeddings, *, n_components=None, reg=None, n_shuffles=10,
         Canonical components for the mean CCA r (default: the smaller block width, capped
         so that there are more subjects than components).
     reg : float, optional
-        Ridge regularisation of the CCA (see :func:`hcl_sklearn.metrics.mean_cca_correlation`;
+        Ridge regularisation of the CCA (see :func:`hcl_sklearn.evaluation.metrics.mean_cca_correlation`;
         needed when the blocks are wide compared with the number of subjects).
     n_shuffles : int, default=10
         Shuffled pairings averaged for the CKA baseline.

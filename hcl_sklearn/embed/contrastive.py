@@ -6,7 +6,7 @@ one subject are the positive pair, keys of other subjects held in a queue are th
 negatives (Xia et al., 2026; docs/embedder.md). Training runs in
 :class:`MoCoNet`, a :class:`skorch.NeuralNet` whose ``train_step``, ``get_loss``,
 ``validation_step`` and ``infer`` carry the method; the torch model is
-:class:`hcl_sklearn.nn.moco.MomentumContrast`.
+:class:`hcl_sklearn.embed.nn.moco.MomentumContrast`.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from .nn.runtime import (
     seed_everything,
 )
 from .nn.vit import check_patch_size
-from .volumes import MODALITIES, PairedVolumes, as_paired_volumes
+from ..data.volumes import MODALITIES, PairedVolumes, as_paired_volumes
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def effective_queue_size(queue_size, n_train, batch_size):
 
     Examples
     --------
-    >>> from hcl_sklearn.contrastive import effective_queue_size
+    >>> from hcl_sklearn.embed.contrastive import effective_queue_size
     >>> effective_queue_size(65536, n_train=40_000, batch_size=4)
     39996
     >>> effective_queue_size(65536, n_train=10, batch_size=4)
@@ -129,7 +129,7 @@ class MoCoNet(AmpTrainStep, NeuralNet):
       with their subject indices;
     * ``validation_step``: the in-batch symmetric InfoNCE of the query projections
       (the reference's validation loss); ``y_pred`` are the projections, which
-      :class:`~hcl_sklearn.callbacks.ValidationAlignment` turns into retrieval/CKA;
+      :class:`~hcl_sklearn.embed.callbacks.ValidationAlignment` turns into retrieval/CKA;
     * ``infer``: query embeddings in the form named by ``output``.
 
     Every ``module__*``, ``criterion__*``, ``optimizer__*`` and ``iterator_*__*``
@@ -141,12 +141,12 @@ class MoCoNet(AmpTrainStep, NeuralNet):
     module : type, default=MomentumContrast
     criterion : type, default=SymmetricInfoNCE
     precision : {'auto', 'fp32', 'bf16', 'fp16'}, default='auto'
-        Autocast precision of forward passes, see :mod:`hcl_sklearn.nn.runtime`.
+        Autocast precision of forward passes, see :mod:`hcl_sklearn.embed.nn.runtime`.
     output : {'pooled', 'projection', 'tokens'}, default='projection'
         What ``infer``/``forward`` return.
     augmentation : callable or None, default=None
         Applied to each training batch ``(B, 2, D, H, W)`` before the forward pass
-        (e.g. :class:`~hcl_sklearn.nn.augment.IntensityAugmentation`); never to
+        (e.g. :class:`~hcl_sklearn.embed.nn.augment.IntensityAugmentation`); never to
         validation or inference.
     **kwargs
         Any :class:`skorch.NeuralNet` parameter.
@@ -292,7 +292,7 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
     augment : {'intensity', 'none'} or callable, default='intensity'
         Training-time augmentation of each batch. ``'intensity'``: random gain, offset,
         log-linear bias field and noise drawn independently for T1 and T2 (no spatial
-        transform), see :class:`~hcl_sklearn.nn.augment.IntensityAugmentation`; a
+        transform), see :class:`~hcl_sklearn.embed.nn.augment.IntensityAugmentation`; a
         callable takes and returns a ``(B, 2, D, H, W)`` tensor. The reference uses
         none.
     lr : float, default=1e-3
@@ -335,7 +335,7 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
         an int, fitting on the CPU is reproducible.
     verbose : int, default=0
         0: silent; >= 1: a tqdm progress bar per epoch and the epoch table through
-        ``logging`` (logger ``hcl_sklearn.contrastive``).
+        ``logging`` (logger ``hcl_sklearn.embed.contrastive``).
     callbacks : list of skorch callbacks or (name, callback) tuples, default=None
         Extra callbacks (e.g. ``skorch.callbacks.Checkpoint``/``LoadInitState`` to save
         and resume). They are copied at ``fit``; the fitted ones are in

@@ -51,7 +51,7 @@ def resolve_device(device="auto"):
 
     Examples
     --------
-    >>> from hcl_sklearn.nn.runtime import resolve_device
+    >>> from hcl_sklearn.embed.nn.runtime import resolve_device
     >>> resolve_device("cpu")
     device(type='cpu')
     """
@@ -86,7 +86,7 @@ def resolve_precision(device, precision="auto"):
     Examples
     --------
     >>> import torch
-    >>> from hcl_sklearn.nn.runtime import resolve_precision
+    >>> from hcl_sklearn.embed.nn.runtime import resolve_precision
     >>> resolve_precision(torch.device("cpu")) is None
     True
     """
@@ -108,7 +108,7 @@ def autocast_context(device, precision="auto"):
     Examples
     --------
     >>> import torch
-    >>> from hcl_sklearn.nn.runtime import autocast_context
+    >>> from hcl_sklearn.embed.nn.runtime import autocast_context
     >>> with autocast_context("cpu", "auto"):
     ...     y = torch.ones(2, 2) @ torch.ones(2, 2)
     >>> y.dtype
@@ -134,7 +134,7 @@ def make_grad_scaler(device, precision="auto"):
 
     Examples
     --------
-    >>> from hcl_sklearn.nn.runtime import make_grad_scaler
+    >>> from hcl_sklearn.embed.nn.runtime import make_grad_scaler
     >>> make_grad_scaler("cpu", "fp32") is None
     True
     >>> make_grad_scaler("cpu", "fp16").is_enabled()
@@ -161,7 +161,7 @@ def seed_everything(random_state):
     Examples
     --------
     >>> import torch
-    >>> from hcl_sklearn.nn.runtime import seed_everything
+    >>> from hcl_sklearn.embed.nn.runtime import seed_everything
     >>> _ = seed_everything(0); a = torch.rand(1)
     >>> _ = seed_everything(0); b = torch.rand(1)
     >>> bool(a == b)

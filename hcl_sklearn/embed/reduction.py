@@ -22,7 +22,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .data.modalities import modality_of  # the one rule (re-exported here)
+from ..data.modalities import modality_of  # the one rule (re-exported here)
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class ModalityPCA(TransformerMixin, BaseEstimator):
     Examples
     --------
     >>> import numpy as np, pandas as pd
-    >>> from hcl_sklearn.reduction import ModalityPCA
+    >>> from hcl_sklearn.embed.reduction import ModalityPCA
     >>> rng = np.random.default_rng(0)
     >>> cols = [f"t1_{i:03d}" for i in range(6)] + [f"t2_{i:03d}" for i in range(6)]
     >>> emb = pd.DataFrame(rng.normal(size=(20, 12)), columns=cols,
@@ -325,7 +325,7 @@ class CrossModalCCA(TransformerMixin, BaseEstimator):
         Canonical components (clipped to the PCA width).
     max_iter : int, default=2000
         Iterations of sklearn's CCA (NIPALS).
-    random_state : int, RandomState instance or None, default=0
+    random_state : int, RandomState instance or None, default=None
         Seed of the randomised PCA solver used on wide inputs.
 
     Attributes
@@ -341,7 +341,7 @@ class CrossModalCCA(TransformerMixin, BaseEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> from hcl_sklearn.reduction import CrossModalCCA
+    >>> from hcl_sklearn.embed.reduction import CrossModalCCA
     >>> rng = np.random.default_rng(0)
     >>> shared = rng.normal(size=(60, 2))
     >>> X = np.hstack([shared @ rng.normal(size=(2, 10)), shared @ rng.normal(size=(2, 10))])
@@ -358,7 +358,7 @@ class CrossModalCCA(TransformerMixin, BaseEstimator):
         "random_state": ["random_state"],
     }
 
-    def __init__(self, n_pca=64, n_components=16, *, max_iter=2000, random_state=0):
+    def __init__(self, n_pca=64, n_components=16, *, max_iter=2000, random_state=None):
         self.n_pca = n_pca
         self.n_components = n_components
         self.max_iter = max_iter

@@ -1,0 +1,1 @@
+"""Applications built on the library: the ``hcl`` command line, the demo and its report."""
