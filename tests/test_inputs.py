@@ -13,6 +13,7 @@ orders a reduction differently between the two calls, and for REML's optimiser, 
 at a gradient tolerance.
 """
 
+import inspect
 import time
 
 import numpy as np
@@ -20,7 +21,9 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from hcl_sklearn import CrossModalGWAS, HeritabilityScorer, genetic_correlation
+from hcl_sklearn import (AutoencoderEmbedder, CrossModalCCA, CrossModalGWAS,
+                         HeritabilityScorer, ModalityPCA, MomentumContrastiveEmbedder,
+                         genetic_correlation)
 from hcl_sklearn.data import (CovariateError, CovariatePolicy, RankDeficientCovariatesError,
                               modality_of, split_by_modality)
 from hcl_sklearn.datasets import get_1000g_chr22
@@ -161,15 +164,23 @@ def test_every_genetics_entry_takes_a_genotypes_object_or_a_plink_prefix(data):
 
 
 # --------------------------------------------------------------------------- estimators
-@pytest.mark.parametrize("Est", [HeritabilityScorer, CrossModalGWAS])
-def test_genetics_estimators_build_with_defaults_and_round_trip_params(Est):
+ESTIMATORS = [HeritabilityScorer, CrossModalGWAS, ModalityPCA, CrossModalCCA,
+              MomentumContrastiveEmbedder, AutoencoderEmbedder]
+
+
+@pytest.mark.parametrize("Est", ESTIMATORS, ids=lambda e: e.__name__)
+def test_every_estimator_builds_with_defaults_and_round_trips_params(Est):
     est = Est()
     params = est.get_params()
     assert clone(est).get_params() == params
-    est.set_params(verbose=1)
-    assert est.get_params()["verbose"] == 1
-    with pytest.raises(TypeError):  # keyword-only after the data arguments
-        Est(None, None, "x")
+    assert est.set_params(**params).get_params() == params
+    # keyword-only after the first few (the data arguments or the main size)
+    sig = inspect.signature(Est.__init__)
+    positional = [p for p in sig.parameters.values()
+                  if p.kind == p.POSITIONAL_OR_KEYWORD and p.name != "self"]
+    assert len(positional) <= 2, [p.name for p in positional]
+    with pytest.raises(TypeError):
+        Est(*[p.default for p in positional], None)
 
 
 def test_cloning_a_scorer_shares_its_grm_and_takes_no_time():

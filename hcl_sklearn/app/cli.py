@@ -79,12 +79,9 @@ def _genotypes(bfile):
 def _covariates(path, ids):
     if path is None:
         return None
-    cov = read_table(path, "covariates")
-    non_numeric = [c for c in cov.columns if cov[c].dtype.kind not in "biuf"]
-    if non_numeric:
-        raise CLIError(f"covariates must be numeric; encode these columns first: "
-                       f"{non_numeric[:5]}.")
-    return cov
+    # read as given: the estimators apply the package's covariate policy (text columns
+    # one-hot encoded, constant columns dropped, missing values and collinearity an error)
+    return read_table(path, "covariates")
 
 
 # --------------------------------------------------------------------------- commands

@@ -319,7 +319,7 @@ def _covariates(sim):
         return None
     cov = pd.DataFrame(cov).copy()
     cov.index = cov.index.astype(str)
-    return cov.loc[sim["ids"]].select_dtypes("number")
+    return cov.loc[sim["ids"]]  # the estimators apply the package's covariate policy
 
 
 def _stage_genetic_correlation(cfg, results):
