@@ -120,3 +120,25 @@ def test_errors_are_one_line_unless_debug(workflow, tmp_path, capsys):
     rc = main(["fit", str(workflow["cohort"]), "--out", str(tmp_path / "m.joblib"),
                "--set", "not_a_param=3"])
     assert rc == 1 and "unknown parameter" in capsys.readouterr().err
+
+
+def test_a_bug_is_reported_as_a_bug_and_a_system_error_names_the_path(monkeypatch, capsys,
+                                                                       tmp_path):
+    from hcl_sklearn.app import cli
+
+    def broken(args):
+        raise KeyError("t1_000")
+
+    monkeypatch.setattr(cli, "_cmd_demo", broken)
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d")]) == 1
+    err = capsys.readouterr().err
+    assert "internal error (KeyError: 't1_000')" in err and "bug in hcl-sklearn" in err
+    assert err.count("\n") == 1
+
+    def unreadable(args):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "locked.tsv"))
+
+    monkeypatch.setattr(cli, "_cmd_demo", unreadable)
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot access" in err and "locked.tsv: Permission denied" in err

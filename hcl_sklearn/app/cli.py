@@ -422,10 +422,28 @@ def main(argv=None):
     except Exception as exc:  # one clear line unless --debug
         if args.debug:
             raise
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"hcl {args.command}: error: {msg} (run `hcl --debug {args.command} ...` for "
-              "the traceback)", file=sys.stderr)
+        print(f"hcl {args.command}: {_describe_error(exc, args.command)}", file=sys.stderr)
         return 1
+
+
+def _describe_error(exc, command):
+    """One line: what was wrong and what to do.
+
+    The package's input errors (ValueError, TypeError and their subclasses) already say
+    both; a file the system could not read gets the path and what to check; anything else
+    is a bug of the package, said as such.
+    """
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    debug = f"`hcl --debug {command} ...`"
+    if isinstance(exc, (ValueError, TypeError, CLIError)):
+        return f"error: {text or type(exc).__name__} (run {debug} for the traceback)"
+    if isinstance(exc, OSError):
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        reason = exc.strerror or text or type(exc).__name__
+        return (f"error: cannot access{where}: {reason}; check the path, that the file "
+                "exists and that you may read (or write) it")
+    return (f"internal error ({type(exc).__name__}: {text}); this is a bug in hcl-sklearn, "
+            f"not in your input: please report it with the output of {debug}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,8 +19,9 @@ from ...data.covariates import CovariatePolicy, covariate_basis, prepare_covaria
 from ...data.modalities import modality_of
 from ...data.phenotypes import missingness_patterns
 
-from ._bed import BedBlockReader, bed_source
+from ._bed import bed_source
 from .association import AssociationKernel
+from .scan import BlockScan, ScanResults, run_blocks
 from .loci import _LD, _lead_table, clump_positions, loci_from_clumps, overlap_loci
 from .sumstats import long_frame, write_parquet, write_tsv_gz
 
@@ -353,11 +354,6 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
                     Cv.shape[1], geno.n_snps)
 
         P, M = Y.shape[1], geno.n_snps
-        # result arrays: every row of a block is written by the group(s) owning its
-        # columns, rows of SNPs that fail the QC are dropped at the end
-        beta, se, tst, lp = (np.empty((M, P)) for _ in range(4))
-        freq = np.empty((M, len(groups)))
-        tested = np.zeros(M, dtype=bool)
         # all genotyped samples in file order: read without a row index (faster)
         same_rows = len(union_ids) == geno.n_samples and union_ids.equals(geno.iid)
         rows_u = None if same_rows else geno.align(union_ids)
@@ -373,8 +369,6 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
         starts = list(range(0, M, bs))
         n_workers = min(n_par, len(starts))
         dtype = np.float32 if str(self.dtype) == "float32" else np.float64
-        qc = {"mono": 0, "low": 0}
-        lock = threading.Lock()
         # per modality, the minimum p across its dimensions (for the loci), per block
         self.phenotypes_ = col_names
         self.modalities_ = {}
@@ -386,119 +380,22 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
             j = np.array([col_of[c] for c in cols])
             contiguous = bool(np.all(np.diff(j) == 1))
             mod_cols.append(slice(j[0], j[-1] + 1) if contiguous else j)
-        min_lp = np.empty((M, len(mod_cols)))
-        min_at = np.empty((M, len(mod_cols)), dtype=np.intp)
 
-        def new_state():
-            st = {"reader": None, "s_u": np.empty(bs), "g2_u": np.empty(bs),
-                  "prod": [np.empty((bs, g["kernel"].width), dtype=dtype) for g in groups],
-                  "sums": [(np.empty(bs), np.empty(bs)) for _ in groups]}
-            if bed is not None:
-                path, n_file, snp_index = bed
-                st["reader"] = BedBlockReader(path, n_file, snp_index, rows=rows_u,
-                                              block_size=sub, dtype=dtype)
-            return st
-
-        def process(start, st):
-            stop = min(start + bs, M)
-            m = stop - start
-            s_u, g2_u = st["s_u"][:m], st["g2_u"][:m]
-            G_block = None
-            if st["reader"] is None:             # any other source (array, BGEN)
-                G_block = geno.read(samples=rows_u, snps=np.arange(start, stop),
-                                    standardize=False).astype(dtype, copy=False)
-            for a in range(0, m, sub):
-                b = min(a + sub, m)
-                if G_block is None:              # decoded straight from the .bed
-                    Gt, s_u[a:b], g2_u[a:b] = st["reader"].read(np.arange(start + a,
-                                                                          start + b))
-                    G, own = Gt.T, True
-                else:
-                    G, own = G_block[:, a:b], False
-                    G64 = G if G.dtype == np.float64 else G.astype(np.float64)
-                    s_u[a:b] = G64.sum(axis=0)
-                    g2_u[a:b] = np.einsum("ij,ij->j", G64, G64)
-                for gi, grp in enumerate(groups):
-                    gs, gq = st["sums"][gi]
-                    if grp["all_rows"]:
-                        Gg = G
-                        gs[a:b], gq[a:b] = s_u[a:b], g2_u[a:b]
-                    else:
-                        Gg = G[grp["rows"]]
-                        G64 = Gg if Gg.dtype == np.float64 else Gg.astype(np.float64)
-                        gs[a:b] = G64.sum(axis=0)
-                        gq[a:b] = np.einsum("ij,ij->j", G64, G64)
-                    # the float32 path centres in place: only a buffer no other group reads
-                    grp["kernel"].product(
-                        Gg, gs[a:b], out=st["prod"][gi][a:b],
-                        overwrite_G=Gg is not G or (own and len(groups) == 1))
-            af = s_u / (2.0 * n_u)
-            mono = ~(n_u * g2_u - s_u * s_u > 1e-12 * n_u * g2_u)
-            low = ~mono & (np.minimum(af, 1.0 - af) < self.maf)
-            sl = slice(start, stop)
-            for gi, grp in enumerate(groups):
-                gs, gq = (x[:m] for x in st["sums"][gi])
-                if len(groups) == 1:
-                    outs = (beta[sl], se[sl], tst[sl], lp[sl])
-                else:
-                    outs = tuple(np.empty((m, len(grp["cols"]))) for _ in range(4))
-                grp["kernel"].statistics(st["prod"][gi][:m], gs, gq, *outs[:3],
-                                         log10_p=outs[3])
-                if len(groups) > 1:
-                    for arr, val in zip((beta, se, tst, lp), outs):
-                        arr[sl, grp["cols"]] = val
-                freq[sl, gi] = gs / (2.0 * grp["rows"].size)
-            rows = np.arange(m)
-            for mi, j in enumerate(mod_cols):
-                L = lp[sl, j]
-                nan = np.isnan(L)
-                if nan.any():                    # SNPs without a test: NaN, never minimal
-                    L = np.where(nan, np.inf, L)
-                best = np.argmin(L, axis=1)
-                min_lp[sl, mi] = L[rows, best]
-                min_at[sl, mi] = best
-            tested[sl] = ~mono & ~low
-            with lock:
-                qc["mono"] += int(mono.sum())
-                qc["low"] += int(low.sum())
-
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(starts), disable=not self.verbose, desc="GWAS blocks",
-                   unit="block")
-        todo = iter(starts)
-        errors = []
-
-        def worker():
-            try:
-                st = new_state()
-                while not errors:
-                    with lock:
-                        start = next(todo, None)
-                    if start is None:
-                        return
-                    process(start, st)
-                    bar.update(1)
-            except BaseException as exc:  # re-raised in the calling thread
-                errors.append(exc)
-
+        # result arrays: every row of a block is written by the group(s) owning its
+        # columns; rows of SNPs that fail the QC are dropped at the end
+        results = ScanResults.empty(M, P, len(groups), len(mod_cols))
+        scan = BlockScan(geno, groups, results, bed=bed, rows=rows_u, n_rows=n_u,
+                         block_size=bs, sub_block=sub, dtype=dtype, maf=self.maf,
+                         mod_cols=mod_cols)
         clock.append(time.perf_counter())
         limits = _blas().limit(limits=1 if n_workers > 1 else n_threads, user_api="blas")
         try:
-            if n_workers == 1:
-                worker()
-            else:
-                threads = [threading.Thread(target=worker, daemon=True)
-                           for _ in range(n_workers)]
-                for th in threads:
-                    th.start()
-                for th in threads:
-                    th.join()
+            qc = run_blocks(scan, starts, n_workers=n_workers, verbose=self.verbose)
         finally:
             limits.restore_original_limits()
-            bar.close()
-        if errors:
-            raise errors[0]
+        beta, se, tst, lp = results.beta, results.se, results.t, results.log10_p
+        freq, tested = results.freq, results.tested
+        min_lp, min_at = results.min_lp, results.min_at
         clock.append(time.perf_counter())
         n_mono, n_maf = qc["mono"], qc["low"]
         logger.info("SNPs: %d monomorphic and %d with MAF < %g skipped; %d tested.",
