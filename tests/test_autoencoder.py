@@ -159,7 +159,7 @@ def test_transform_columns_and_ids(fitted, cohort, tmp_path):
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=["t1", "t2"])
     # target_shape='auto' means the reference grid for NIfTI (as in the contrastive
     # embedder), so files on another grid are refused with the fix named ...
-    with pytest.raises(ValueError, match=r"preprocess to shape \(182, 224, 182\)"):
+    with pytest.raises(ValueError, match=r"preprocessed volume shape \(182, 224, 182\)"):
         fitted.transform(frame)
     # ... and read on their own grid through a PairedVolumes
     out = fitted.transform(PairedVolumes(frame, target_shape=None))
@@ -278,9 +278,9 @@ def test_bad_inputs(fitted, cohort):
         import scipy.sparse
 
         AutoencoderEmbedder(**SMALL).fit(scipy.sparse.csr_matrix(np.eye(3)))
-    with pytest.raises(ValueError, match="leaves no training subject out of 3"):
+    with pytest.raises(ValueError, match=r"of 3 subjects gives 0 training and 3 validation"):
         AutoencoderEmbedder(**{**SMALL, "validation_fraction": 0.9}).fit(cohort.X[:3])
-    with pytest.raises(ValueError, match=r"trained on \(16, 20, 16\)"):
+    with pytest.raises(ValueError, match=r"fitted on \(16, 20, 16\)"):
         fitted.transform(cohort.X[:2, :, :8])
 
 
@@ -318,3 +318,29 @@ EXPECTED_FAILED_CHECKS.update({
                          expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_callbacks_are_taken_and_see_unscaled_fp16_gradients():
+    """The autoencoder takes skorch callbacks like the contrastive embedder; under fp16 the
+    shared training step unscales before on_grad_computed, so a clipping callback sees
+    gradients of the loss's own size (the GradScaler's initial scale is 2**16: a scaled
+    gradient norm would be ~65536 times larger)."""
+    from skorch.callbacks import Callback
+
+    class Norms(Callback):
+        def on_grad_computed(self, net, named_parameters, **kw):
+            self.norms_ = getattr(self, "norms_", []) + [float(torch.sqrt(sum(
+                (p.grad.float() ** 2).sum() for _, p in named_parameters
+                if p.grad is not None)))]
+
+    X = np.random.default_rng(0).random((6, 2, 12, 12, 12)).astype(np.float32)
+    norms = {}
+    for precision in ("fp32", "fp16"):
+        est = AutoencoderEmbedder(**{**SMALL, "batch_size": 3, "precision": precision},
+                                  callbacks=[("norms", Norms())]).fit(X)
+        seen = np.array(dict(est.net_.callbacks_)["norms"].norms_)
+        # fp16: the scaler's first steps may overflow (inf, step skipped, scale halved)
+        norms[precision] = seen[np.isfinite(seen)][0]
+    # other batch, same order of magnitude: within 10x, where scaled gradients would be
+    # ~1e4x larger (the scale after a few halvings is still >= 2**13)
+    assert 0.1 < norms["fp16"] / norms["fp32"] < 10.0

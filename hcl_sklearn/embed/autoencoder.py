@@ -9,15 +9,14 @@ latent of each model is the embedding. The estimator follows the API of
 
 from __future__ import annotations
 
+import copy
 import logging
 import numbers
 import os
 from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -25,7 +24,7 @@ from skorch import NeuralNet
 from skorch.callbacks import LRScheduler, PrintLog, ProgressBar
 from skorch.dataset import unpack_data
 from skorch.helper import predefined_split
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Subset
 
 from .callbacks import NonFiniteLossGuard, RestoreBestValidLoss
 from .nn.runtime import (
@@ -36,24 +35,12 @@ from .nn.runtime import (
     seed_everything,
 )
 from .nn.udip import PairedAutoencoders, masked_mse
-from ..data.volumes import MODALITIES, PairedVolumes, as_paired_volumes
+from ..data.volumes import MODALITIES
+from .base import IndexedPairs, PairedVolumeEmbedder
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["AutoencoderEmbedder", "MaskedReconstructionNet"]
-
-
-class _Unsupervised(Dataset):
-    """Items ``(pair, 0)``: skorch unpacks every batch into ``(X, y)``."""
-
-    def __init__(self, volumes):
-        self.volumes = volumes
-
-    def __len__(self):
-        return len(self.volumes)
-
-    def __getitem__(self, i):
-        return self.volumes[i], 0
 
 
 class MaskedReconstructionNet(AmpTrainStep, NeuralNet):
@@ -73,17 +60,27 @@ class MaskedReconstructionNet(AmpTrainStep, NeuralNet):
         As for :class:`skorch.NeuralNet`.
     precision : {'auto', 'fp32', 'bf16', 'fp16'}, default='auto'
     channel_names : tuple of str, default=('t1', 't2')
+    output : {'both', 'latents', 'reconstruction'}, default='both'
+        What ``infer`` (and so ``forward_iter``) returns: the module's
+        ``(reconstruction, latents)`` (training), or one of them (embedding).
     """
 
     def __init__(self, module, *args, precision="auto", channel_names=MODALITIES,
-                 criterion=torch.nn.MSELoss, **kwargs):
+                 criterion=torch.nn.MSELoss, output="both", **kwargs):
         super().__init__(module, *args, criterion=criterion, **kwargs)
         self.precision = precision
         self.channel_names = channel_names
+        self.output = output
 
     def infer(self, x, **fit_params):
         with autocast_context(self.device, self.precision):
-            return super().infer(x, **fit_params)
+            if self.output == "latents":
+                x = x.to(self.device)
+                return self.module_.encode(x).float().reshape(len(x), -1)
+            out = super().infer(x, **fit_params)
+            if self.output == "reconstruction":
+                return out[0].float()
+            return out
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         """Mean over channels of the masked MSE between reconstruction and input ``X``."""
@@ -119,7 +116,7 @@ class MaskedReconstructionNet(AmpTrainStep, NeuralNet):
                     self.history.record(key, float(np.average(values, weights=sizes)))
 
 
-class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
+class AutoencoderEmbedder(PairedVolumeEmbedder):
     """Single-modality 3-D convolutional autoencoders ("UDIP") for T1 and T2.
 
     The baseline the contrastive method is compared with (docs/autoencoder.md): one
@@ -176,6 +173,9 @@ class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
     verbose : int, default=0
         0 silent; 1 a tqdm progress bar per epoch and the epoch table in the log
         (``logging`` at INFO level).
+    callbacks : list of (name, skorch Callback), optional
+        Extra skorch callbacks (copied at each fit), as in the contrastive embedder, e.g.
+        ``[("clip", GradientNormClipping(1.0))]``; under fp16 they see unscaled gradients.
 
     Attributes
     ----------
@@ -229,12 +229,13 @@ class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
         "cache_dir": [str, os.PathLike, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "callbacks": [list, tuple, None],
     }
 
     def __init__(self, latent_dim=128, *, base_channels=16, lr=2.5e-4, weight_decay=0.0,
                  max_epochs=100, batch_size=8, validation_fraction=0.1, device="auto",
                  precision="auto", num_workers=0, target_shape="auto", downsample=1,
-                 cache_dir=None, random_state=None, verbose=0):
+                 cache_dir=None, random_state=None, verbose=0, callbacks=None):
         self.latent_dim = latent_dim
         self.base_channels = base_channels
         self.lr = lr
@@ -250,29 +251,11 @@ class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
         self.cache_dir = cache_dir
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------------ validation
     def _check_params(self):
         self._validate_params()
-
-    def _volumes(self, X):
-        """Wrap the input into a PairedVolumes with this estimator's data settings (the
-        same rules as the contrastive embedder's: :func:`~hcl_sklearn.data.volumes.as_paired_volumes`)."""
-        return as_paired_volumes(X, self.target_shape, self.downsample, self.cache_dir)
-
-    def _split(self, n, rng):
-        if self.validation_fraction is None:
-            if n < 1:
-                raise ValueError("at least 1 subject is needed to train.")
-            return np.arange(n), np.array([], dtype=int)
-        n_valid = int(np.ceil(self.validation_fraction * n))
-        if n - n_valid < 1:
-            raise ValueError(
-                f"validation_fraction={self.validation_fraction} leaves no training subject "
-                f"out of {n}; pass validation_fraction=None or more subjects."
-            )
-        perm = rng.permutation(n)
-        return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
@@ -291,14 +274,14 @@ class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
         self : AutoencoderEmbedder
         """
         self._check_params()
-        volumes = self._volumes(X)
+        volumes = self._pairs(X)
         n = len(volumes)
         self.device_ = resolve_device(self.device)
         rng = check_random_state(self.random_state)
         idx_train, idx_valid = self._split(n, rng)
         seed_everything(rng)
         self.volume_shape_ = tuple(volumes.volume_shape)
-        valid_ds = _Unsupervised(Subset(volumes, idx_valid)) if len(idx_valid) else None
+        valid_ds = IndexedPairs(Subset(volumes, idx_valid)) if len(idx_valid) else None
 
         monitor = "train_loss" if valid_ds is None else "valid_loss"
         callbacks = [
@@ -311,6 +294,7 @@ class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
             callbacks.append(("restore_best", RestoreBestValidLoss()))
         if self.verbose:
             callbacks.append(("progress", ProgressBar()))
+        callbacks += [copy.deepcopy(cb) for cb in (self.callbacks or [])]
         pin = self.device_.type == "cuda"
         self.net_ = MaskedReconstructionNet(
             PairedAutoencoders,
@@ -338,7 +322,7 @@ class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
         logger.info("training T1 and T2 UDIP autoencoders on %d subjects (%d for validation), "
                     "volumes %s, device %s", len(idx_train), len(idx_valid),
                     self.volume_shape_, self.device_)
-        self.net_.fit(_Unsupervised(Subset(volumes, idx_train)), None)
+        self.net_.fit(IndexedPairs(Subset(volumes, idx_train)), None)
         self.net_.train_split = None  # drop the reference to the validation data
         self.validation_ids_ = volumes.subject_ids[idx_valid]
         restore = dict(self.net_.callbacks_).get("restore_best")
@@ -363,55 +347,42 @@ class AutoencoderEmbedder(TransformerMixin, BaseEstimator):
             overrides this).
         """
         check_is_fitted(self, "net_")
-        volumes = self._volumes(X)
-        if tuple(volumes.volume_shape) != self.volume_shape_:
-            raise ValueError(
-                f"volumes preprocess to shape {tuple(volumes.volume_shape)} but the models were "
-                f"trained on {self.volume_shape_}; use the same grid, target_shape and "
-                "downsample as in fit."
-            )
-        module = self.net_.module_
-        module.eval()
-        loader = DataLoader(volumes, batch_size=int(self.batch_size), shuffle=False,
-                            num_workers=int(self.num_workers))
-        out = np.empty((len(volumes), self.n_features_out_), dtype=np.float32)
+        volumes = self._pairs(X)
+        self._check_volume_shape(volumes)
+        out = self._run(volumes, "latents", (self.n_features_out_,))
+        return self._output(X, volumes, out)
+
+    def _run(self, volumes, output, shape):
+        """The embedding loop (skorch's ``forward_iter``, as in the contrastive embedder)."""
+        from tqdm.auto import tqdm
+
+        net = self.net_
+        net.output = output
+        out = np.empty((len(volumes), *shape), dtype=np.float32)
         start = 0
-        with torch.no_grad():
-            for batch in loader:
-                with autocast_context(self.device_, self.precision):
-                    z = module.encode(batch.to(self.device_))
-                stop = start + len(batch)
-                out[start:stop] = z.float().reshape(len(batch), -1).cpu().numpy()
-                start = stop
-        if isinstance(X, (pd.DataFrame, PairedVolumes)):
-            return pd.DataFrame(out, index=volumes.subject_ids.rename("subject_id"),
-                                columns=self.get_feature_names_out())
+        try:
+            with tqdm(total=len(volumes), desc="embedding", disable=not self.verbose,
+                      unit="subject") as bar:
+                for z in net.forward_iter(IndexedPairs(volumes), training=False):
+                    out[start:start + len(z)] = z.numpy()
+                    start += len(z)
+                    bar.update(len(z))
+        finally:
+            net.output = "both"
         return out
 
-    def get_feature_names_out(self, input_features=None):
-        """``t1_000 … t1_{d-1}, t2_000 … t2_{d-1}`` with ``d = latent_dim``."""
-        check_is_fitted(self, "net_")
-        d = self.n_features_out_ // 2
-        return np.asarray([f"{m}_{j:03d}" for m in MODALITIES for j in range(d)], dtype=object)
+    def _n_features_per_modality(self):
+        return self.n_features_out_ // 2
 
     def reconstruct(self, X):
         """Reconstructed volumes ``(n, 2, D, H, W)`` (float32) of the preprocessed input."""
         check_is_fitted(self, "net_")
-        volumes = self._volumes(X)
-        module = self.net_.module_.eval()
-        out = np.empty((len(volumes), 2, *self.volume_shape_), dtype=np.float32)
-        start = 0
-        with torch.no_grad():
-            for batch in DataLoader(volumes, batch_size=int(self.batch_size)):
-                with autocast_context(self.device_, self.precision):
-                    recon, _ = module(batch.to(self.device_))
-                out[start:start + len(batch)] = recon.float().cpu().numpy()
-                start += len(batch)
-        return out
+        volumes = self._pairs(X)
+        self._check_volume_shape(volumes)
+        return self._run(volumes, "reconstruction", (2, *self.volume_shape_))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = self.random_state is None
-        tags.input_tags.allow_nan = False
         tags.requires_fit = True
         return tags

@@ -20,9 +20,8 @@ import tempfile
 import warnings
 
 import numpy as np
-import pandas as pd
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -37,7 +36,7 @@ from skorch.callbacks import (
 from skorch.dataset import unpack_data
 from skorch.helper import predefined_split
 from skorch.utils import to_tensor
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Subset
 
 from .callbacks import NonFiniteLossGuard, RestoreBestValidLoss, ValidationAlignment
 from .nn.augment import IntensityAugmentation
@@ -50,7 +49,7 @@ from .nn.runtime import (
     seed_everything,
 )
 from .nn.vit import check_patch_size
-from ..data.volumes import MODALITIES, PairedVolumes, as_paired_volumes
+from .base import IndexedPairs, PairedVolumeEmbedder
 
 logger = logging.getLogger(__name__)
 
@@ -101,19 +100,6 @@ def effective_queue_size(queue_size, n_train, batch_size):
     b = max(1, min(int(batch_size), int(n_train)))
     cap = max(b, b * ((int(n_train) - b) // b))
     return int(min(int(queue_size), cap))
-
-
-class _IndexedPairs(Dataset):
-    """``(pair, index)`` items, the ``(X, y)`` form skorch's steps unpack."""
-
-    def __init__(self, pairs):
-        self.pairs = pairs
-
-    def __len__(self):
-        return len(self.pairs)
-
-    def __getitem__(self, index):
-        return self.pairs[index], index
 
 
 # --------------------------------------------------------------------------- skorch net
@@ -218,7 +204,7 @@ class MoCoNet(AmpTrainStep, NeuralNet):
 
 
 # --------------------------------------------------------------------------- estimator
-class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
+class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
     """Paired T1/T2 momentum-contrastive embedder (MoCo) as a scikit-learn transformer.
 
     Learns a shared encoder for T1 and T2 volumes so that a subject's T1 and T2
@@ -407,6 +393,9 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
         """
         return cls(**{**REFERENCE_PARAMS, **params})
 
+    # the validation loss contrasts subjects: at least 2 on each side of the split
+    _min_split = 2
+
     _parameter_constraints: dict = {
         "encoder": [StrOptions({"vit", "cnn"})],
         "patch_size": [tuple, list],
@@ -488,10 +477,6 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
         self.callbacks = callbacks
 
     # -- data -------------------------------------------------------------------------
-    def _pairs(self, X):
-        """Wrap ``X`` in a :class:`PairedVolumes` with this estimator's data settings."""
-        return as_paired_volumes(X, self.target_shape, self.downsample, self.cache_dir)
-
     def _check_config(self, volume_shape):
         if len(tuple(self.patch_size)) != 3:
             raise ValueError(f"patch_size must be 3 ints; got {self.patch_size!r}.")
@@ -529,21 +514,6 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
                 f"holds {self.queue_size_} keys (queue_size_). Pass queue_size <= "
                 f"{self.queue_size_} to choose it yourself.", ConfigurationWarning,
                 stacklevel=4)
-
-    def _split(self, n, rng):
-        if self.validation_fraction is None:
-            return np.arange(n), np.array([], dtype=int)
-        n_valid = math.ceil(self.validation_fraction * n)
-        n_train = n - n_valid
-        if n_valid < 2 or n_train < 2:
-            raise ValueError(
-                f"validation_fraction={self.validation_fraction} of {n} subjects gives "
-                f"{n_train} training and {n_valid} validation subject(s); both need at "
-                "least 2 (the validation loss contrasts subjects). Raise "
-                "validation_fraction, add subjects, or pass validation_fraction=None."
-            )
-        perm = rng.permutation(n)
-        return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
 
     def _make_net(self, volume_shape, n_train, valid_ds, device):
         callbacks = [copy.deepcopy(cb) for cb in (self.callbacks or [])]
@@ -626,8 +596,8 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
         self.queue_size_ = effective_queue_size(self.queue_size, len(idx_train),
                                                 self.batch_size)
         self._warn_if_it_cannot_learn(len(idx_train))
-        train_ds = _IndexedPairs(Subset(pairs, idx_train))
-        valid_ds = _IndexedPairs(Subset(pairs, idx_valid)) if len(idx_valid) else None
+        train_ds = IndexedPairs(Subset(pairs, idx_train))
+        valid_ds = IndexedPairs(Subset(pairs, idx_valid)) if len(idx_valid) else None
         net = self._make_net(volume_shape, len(idx_train), valid_ds, self.device_)
         net.fit(train_ds, y=None)
         net.train_split = None  # drop the reference to the training data
@@ -663,12 +633,7 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "net_")
         pairs = self._pairs(X)
-        if tuple(pairs.volume_shape) != tuple(self.volume_shape_):
-            raise ValueError(
-                f"X has preprocessed volume shape {tuple(pairs.volume_shape)} but the "
-                f"embedder was fitted on {tuple(self.volume_shape_)}. Use the same grid "
-                "(target_shape, downsample) as in fit."
-            )
+        self._check_volume_shape(pairs)
         if self.output not in ("pooled", "projection", "tokens"):
             raise ValueError(f"output must be 'pooled', 'projection' or 'tokens'; "
                              f"got {self.output!r}.")
@@ -686,37 +651,11 @@ class MomentumContrastiveEmbedder(TransformerMixin, BaseEstimator):
         from tqdm.auto import tqdm
 
         with tqdm(total=n, desc="embedding", disable=not self.verbose, unit="subject") as bar:
-            for z in net.forward_iter(_IndexedPairs(pairs), training=False):
+            for z in net.forward_iter(IndexedPairs(pairs), training=False):
                 b = len(z)
                 out[start:start + b] = z.reshape(b, -1).numpy()
                 start += b
                 bar.update(b)
         if isinstance(out, np.memmap):
             out.flush()
-        if isinstance(X, (pd.DataFrame, PairedVolumes)):
-            return pd.DataFrame(out, index=pairs.subject_ids,
-                                columns=self.get_feature_names_out(), copy=False)
-        return out
-
-    def get_feature_names_out(self, input_features=None):
-        """Output column names: ``t1_000, ..., t2_000, ...``.
-
-        Parameters
-        ----------
-        input_features : ignored
-
-        Returns
-        -------
-        names : ndarray of str objects
-        """
-        check_is_fitted(self, "net_")
-        d = self._n_features_per_modality()
-        width = max(3, len(str(d - 1)))
-        return np.asarray([f"{m}_{i:0{width}d}" for m in MODALITIES for i in range(d)],
-                          dtype=object)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float32"]
-        tags.input_tags.allow_nan = False
-        return tags
+        return self._output(X, pairs, out)
