@@ -1,6 +1,7 @@
 """AutoencoderEmbedder and the UDIP module: masked MSE, architecture, learning, sklearn API."""
 
 import pickle
+from contextlib import nullcontext
 
 import nibabel as nib
 import numpy as np
@@ -245,7 +246,14 @@ def test_it_learns_to_reconstruct_inside_the_mask(cohort):
 def test_reduced_precision_training_paths(precision):
     # autocast (and the GradScaler for fp16) run on the CPU too: the code paths used on GPUs
     X = np.random.default_rng(0).random((6, 2, 12, 12, 12)).astype(np.float32)
-    est = AutoencoderEmbedder(**{**SMALL, "batch_size": 3, "precision": precision}).fit(X)
+    # oneDNN's AVX-512-BF16 convolutions intermittently return NaN on CPUs that have them
+    # (measured on this AMD EPYC with avx512_bf16: 2-18 of 30 identical bf16 fits, at this
+    # commit and at the one before the layout change; 0 of 30 with oneDNN disabled or
+    # capped by ONEDNN_MAX_CPU_ISA=AVX2). That is an upstream kernel issue, so the autocast
+    # path of this package is exercised on torch's native CPU kernels.
+    off = torch.backends.mkldnn.flags(enabled=False) if precision == "bf16" else nullcontext()
+    with off:
+        est = AutoencoderEmbedder(**{**SMALL, "batch_size": 3, "precision": precision}).fit(X)
     assert (est.net_.grad_scaler_ is not None) == (precision == "fp16")
     loss = est.history_[:, "train_loss"]
     assert np.isfinite(loss).all()
