@@ -486,6 +486,10 @@ def test_configurations_that_cannot_learn_warn(volumes):
         warnings.simplefilter("error", ConfigurationWarning)
         MomentumContrastiveEmbedder(**{**FAST, "max_epochs": 2, "momentum": 0.5,
                                        "queue_size": 8}).fit(volumes)
+        # queue_size=None: the longest queue the data fill, chosen without a warning
+        emb = MomentumContrastiveEmbedder(**{**FAST, "max_epochs": 2, "momentum": 0.5,
+                                             "queue_size": None}).fit(volumes)
+    assert emb.queue_size_ == 8  # 12 training subjects, batches of 4
 
 
 @pytest.mark.slow

@@ -217,6 +217,8 @@ def covariate_design(C, names=None, policy=None):
     mean, sd : ndarray of shape (k_kept,)
     kept : list of str
         Names of the columns kept (constant ones dropped).
+    Q : ndarray of shape (n, 1 + k_kept)
+        Orthonormal basis of the columns of ``X`` (what :func:`covariate_basis` returns).
 
     Raises
     ------
@@ -231,7 +233,7 @@ def covariate_design(C, names=None, policy=None):
     --------
     >>> import numpy as np
     >>> from hcl_sklearn.data import covariate_design
-    >>> X, mean, sd, kept = covariate_design(np.c_[np.arange(5.0), np.ones(5)], ["a", "b"])
+    >>> X, mean, sd, kept, Q = covariate_design(np.c_[np.arange(5.0), np.ones(5)], ["a", "b"])
     >>> X.shape, kept
     ((5, 2), ['a'])
     """
@@ -265,14 +267,16 @@ def covariate_design(C, names=None, policy=None):
             f"{n} subjects cannot fit the intercept + {len(kept)} covariates with one more "
             f"effect and a residual degree of freedom (need at least {X.shape[1] + 2}); use "
             "fewer covariates (e.g. fewer ancestry PCs).")
-    _check_rank(X, ["intercept", *kept])
-    return X, mean, sd, kept
+    Q = _checked_basis(X, ["intercept", *kept])
+    return X, mean, sd, kept, Q
 
 
-def _check_rank(X, names):
+def _checked_basis(X, names):
+    """Orthonormal basis of the columns of ``X`` from one pivoted QR, which also checks
+    the rank (a full-rank ``X``: ``Q`` spans exactly its columns)."""
     from scipy.linalg import qr
 
-    _, R, piv = qr(X, mode="economic", pivoting=True)
+    Q, R, piv = qr(X, mode="economic", pivoting=True)
     d = np.abs(np.diag(R))
     tol = max(X.shape) * np.finfo(float).eps * 1e3
     rank = int((d > tol * d[0]).sum())
@@ -282,6 +286,7 @@ def _check_rank(X, names):
             f"covariates are rank deficient (rank {rank} of {X.shape[1]} with the intercept): "
             f"{dependent} are linear combinations of the other columns. Drop them (or drop "
             "one level of each one-hot encoded factor).")
+    return np.ascontiguousarray(Q)
 
 
 def covariate_basis(C, names=None, policy=None):
@@ -295,6 +300,4 @@ def covariate_basis(C, names=None, policy=None):
     >>> Q.shape, bool(np.allclose(Q.T @ Q, np.eye(2)))
     ((6, 2), True)
     """
-    X, *_ = covariate_design(C, names, policy)
-    Q, _ = np.linalg.qr(X)
-    return np.ascontiguousarray(Q)
+    return covariate_design(C, names, policy)[4]

@@ -264,8 +264,9 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
         EMA coefficient of the key encoder and projector, updated once per step
         before the keys are computed (reference: 0.999, made for ~10^6 steps; ``fit``
         warns when the key encoder would keep > 5% of its random initial weights).
-    queue_size : int, default=65536
-        Requested number of negative keys. Clipped to
+    queue_size : int or None, default=65536
+        Requested number of negative keys (``None``: the longest queue the training
+        subjects fill, one key per other subject, without a warning). Clipped to
         ``min(queue_size, max(b, b * floor((n_train - b) / b)))`` with ``b`` the batch
         size, so the queue never needs to hold more keys than there are other
         training subjects (see :func:`effective_queue_size`); the value used is
@@ -409,7 +410,7 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
         "projector_batchnorm": [StrOptions({"shared", "per_modality"})],
         "shared_encoder": ["boolean"],
         "momentum": [Interval(numbers.Real, 0, 1, closed="both")],
-        "queue_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "queue_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "temperature": [Interval(numbers.Real, 0, None, closed="neither")],
         "queue_modalities": [StrOptions({"t2", "both"})],
         "augment": [StrOptions({"none", "intensity"}), callable],
@@ -507,7 +508,7 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
                 f"{self.max_epochs}) leaves {kept:.0%} of the random initial weights in the "
                 f"key encoder, so the keys barely learn. Use momentum <= {suggestion:.3g} "
                 "or more epochs/subjects.", ConfigurationWarning, stacklevel=4)
-        if self.queue_size_ < self.queue_size:
+        if self.queue_size is not None and self.queue_size_ < self.queue_size:
             warnings.warn(
                 f"queue_size={self.queue_size} is more than the {n_train} training subjects "
                 f"can fill with one key each besides the current batch; the queue "
@@ -593,8 +594,9 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
         if len(idx_train) < 2:
             raise ValueError(f"at least 2 subjects are needed to train; got {len(idx_train)}.")
         seed_everything(rng)
-        self.queue_size_ = effective_queue_size(self.queue_size, len(idx_train),
-                                                self.batch_size)
+        self.queue_size_ = effective_queue_size(
+            len(idx_train) if self.queue_size is None else self.queue_size, len(idx_train),
+            self.batch_size)
         self._warn_if_it_cannot_learn(len(idx_train))
         train_ds = IndexedPairs(Subset(pairs, idx_train))
         valid_ds = IndexedPairs(Subset(pairs, idx_valid)) if len(idx_valid) else None

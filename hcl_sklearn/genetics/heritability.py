@@ -313,7 +313,7 @@ class HeritabilityScorer(SharesDataOnClone, BaseEstimator):
         effects = None
         for obs, cols in patterns:
             n_obs = int(obs.sum())
-            X, mean, sd, kept = covariate_design(C[obs], cov_names, self.covariate_policy)
+            X, mean, sd, kept, _ = covariate_design(C[obs], cov_names, self.covariate_policy)
             Yp = values[np.ix_(obs, cols)]
             _check_constant(Yp, [Y.columns[j] for j in cols])
             if self.verbose > 0:

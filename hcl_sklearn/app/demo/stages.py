@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import math
 import time
 
 import numpy as np
@@ -70,18 +69,14 @@ def _stage_train(cfg, results, kind, verbose):
     X = sim["cohort"].X
     if kind == "contrastive":
         Est = _need("embed.contrastive", "MomentumContrastiveEmbedder")
-        effective_queue_size = _need("embed.contrastive", "effective_queue_size")
         pooling = cfg.pooling if isinstance(cfg.pooling, str) else tuple(cfg.pooling)
-        n_fit = len(sim["train"]) - math.ceil(0.1 * len(sim["train"]))  # 10 % validation
-        # one key per other training subject: the longest queue the data fill
-        queue_size = effective_queue_size(65536, n_fit, cfg.batch_size)
         model = Est(encoder=cfg.encoder, cnn_widths=tuple(cfg.cnn_widths),
                     embed_dim=cfg.embed_dim, pooling=pooling, proj_dim=cfg.proj_dim,
                     projector_batchnorm=cfg.projector_batchnorm, momentum=cfg.momentum,
                     temperature=cfg.temperature, queue_modalities=cfg.queue_modalities,
                     lr=cfg.lr, lr_schedule=cfg.lr_schedule, max_epochs=cfg.max_epochs,
                     augment=cfg.augment, proj_hidden_dim=cfg.proj_hidden_dim,
-                    batch_size=cfg.batch_size, queue_size=queue_size,
+                    batch_size=cfg.batch_size, queue_size=None,
                     device=cfg.device, random_state=cfg.random_state, verbose=verbose)
     else:
         Est = _need("embed.autoencoder", "AutoencoderEmbedder")

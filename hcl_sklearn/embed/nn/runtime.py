@@ -16,6 +16,9 @@ import random
 
 import numpy as np
 import torch
+from skorch.utils import TeeGenerator
+
+from ..._base import resolve_device as _resolve_device_name
 
 __all__ = [
     "PRECISIONS",
@@ -58,7 +61,7 @@ def resolve_device(device="auto"):
     if isinstance(device, torch.device):
         dev = device
     elif device is None or device == "auto":
-        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dev = torch.device(_resolve_device_name("auto"))  # the package's one 'auto' rule
     elif isinstance(device, str):
         try:
             dev = torch.device(device)
@@ -201,8 +204,6 @@ class AmpTrainStep:
         (scaler.scale(loss) if scaler is not None else loss).backward()
 
     def train_step(self, batch, **fit_params):
-        from skorch.utils import TeeGenerator
-
         self._zero_grad_optimizer()
         step = self.train_step_single(batch, **fit_params)
         scaler = getattr(self, "grad_scaler_", None)

@@ -210,22 +210,11 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
         return resolve_device(self.device)
 
     def _check_params(self):
-        if not (isinstance(self.alpha, (int, float)) and 0 < self.alpha < 1):
-            raise ValueError(f"alpha must be a float in (0, 1); got {self.alpha!r}.")
-        if not (isinstance(self.maf, (int, float)) and 0 <= self.maf < 0.5):
-            raise ValueError(f"maf must be in [0, 0.5); got {self.maf!r}.")
-        if not (isinstance(self.block_size, (int, np.integer)) and self.block_size >= 1):
-            raise ValueError(f"block_size must be a positive int; got {self.block_size!r}.")
-        if not 0 <= self.clump_r2 < 1:
-            raise ValueError(f"clump_r2 must be in [0, 1); got {self.clump_r2!r}.")
-        if not 0 < self.clump_p2 <= 1:
-            raise ValueError(f"clump_p2 must be in (0, 1]; got {self.clump_p2!r}.")
-        if self.clump_window < 0 or self.locus_pad < 0:
-            raise ValueError("clump_window and locus_pad must be >= 0 (bp).")
+        """The parameter constraints, then what they cannot say: device and backend
+        together, and the overlap pair."""
+        self._validate_params()
         device = self._device()
         backend = self.backend or ("numpy" if device == "cpu" else "torch")
-        if backend not in ("numpy", "torch"):
-            raise ValueError(f"backend must be 'numpy' or 'torch'; got {self.backend!r}.")
         if backend == "numpy" and device != "cpu":
             raise ValueError(f"backend='numpy' runs on device='cpu' only; got "
                              f"device={self.device!r}. Use backend='torch'.")
@@ -235,11 +224,8 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
             if not torch.cuda.is_available():
                 raise ValueError(f"device={self.device!r} but torch sees no CUDA GPU; "
                                  "use device='cpu'.")
-        if str(self.dtype) not in ("float64", "float32"):
-            raise ValueError(f"dtype must be 'float64' or 'float32'; got {self.dtype!r}.")
-        if (not isinstance(self.overlap, (tuple, list)) or len(self.overlap) != 2):
+        if len(self.overlap) != 2:
             raise ValueError(f"overlap must be a pair of modality names; got {self.overlap!r}.")
-        self._validate_params()
         if self.genotypes is None:
             raise TypeError("CrossModalGWAS needs genotypes: a Genotypes, a PLINK 1 prefix or "
                             "a .bgen path, e.g. CrossModalGWAS('data/chr22').")
