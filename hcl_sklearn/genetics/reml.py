@@ -22,7 +22,7 @@ from scipy import optimize, stats
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["eigen_grm", "reml_h2", "bivariate_reml", "H2_MAX"]
+__all__ = ["eigen_grm", "reml_h2", "reml_h2_rotated", "bivariate_reml", "H2_MAX"]
 
 #: upper bound of the h2 search (K is singular after centring: h2 = 1 is degenerate)
 H2_MAX = 1.0 - 1e-5
@@ -144,13 +144,34 @@ def reml_h2(Y, X, Q, s, *, grid=21, n_iter=36, h2_max=H2_MAX):
     """
     Y = np.asarray(Y, dtype=np.float64)
     X = np.asarray(X, dtype=np.float64)
-    n, P = Y.shape
-    c = X.shape[1]
     scale = Y.std(axis=0)
     scale[scale == 0] = 1.0
     Yt = Q.T @ (Y / scale)
     Xt = Q.T @ X
     logdet_xx = np.linalg.slogdet(X.T @ X)[1]
+    return reml_h2_rotated(Yt, Xt, s, logdet_xx=logdet_xx, scale=scale, grid=grid,
+                           n_iter=n_iter, h2_max=h2_max)
+
+
+def reml_h2_rotated(Yt, Xt, s, *, logdet_xx=0.0, scale=None, grid=21, n_iter=36,
+                    h2_max=H2_MAX):
+    """:func:`reml_h2` on data already in the GRM's eigenbasis.
+
+    ``Yt = Q' Y`` (n, P), ``Xt = Q' X`` (n, c; ``c = 0`` allowed) and the eigenvalues
+    ``s``; ``logdet_xx = log |X'X|`` and ``scale`` (the phenotypes' scale, by which
+    ``Yt`` was divided) only shift the log-likelihood and rescale the variances.
+
+    With ``Xt`` of zero columns this is REML on *error contrasts*: if ``Yt = U' A' Y``
+    with ``A`` an orthonormal basis of the complement of the covariates and
+    ``A' K A = U diag(s) U'``, the likelihood equals the REML likelihood of ``Y`` with
+    covariates ``X`` (Harville 1974: REML is the likelihood of any full set of error
+    contrasts; an orthonormal ``A`` gives the same constant). The mixed-model GWAS uses
+    this form (:mod:`hcl_sklearn.genetics.gwas.lmm`).
+    """
+    Yt = np.asarray(Yt, dtype=np.float64)
+    Xt = np.asarray(Xt, dtype=np.float64)
+    n, P = Yt.shape
+    scale = np.ones(P) if scale is None else np.asarray(scale, dtype=np.float64)
 
     def f(h):
         return _restricted_loglik(h, s, Yt, Xt, logdet_xx)[0]

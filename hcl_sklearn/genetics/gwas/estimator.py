@@ -55,12 +55,21 @@ def _group_of(column):
 
 
 class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
-    """Exact OLS GWAS of every phenotype column, loci per modality and their T1/T2 overlap.
+    """GWAS of every phenotype column (OLS or mixed model), loci per modality, T1/T2 overlap.
 
-    For every (SNP, phenotype) pair the model ``y ~ intercept + covariates + SNP`` is fit
-    exactly by OLS (as plink2 ``--glm``: ``df = N - K - 2`` for ``K`` covariates, per-
-    ``a1``-allele effect), all phenotypes of a missingness pattern in one matrix product
-    per block of SNPs. Phenotypes with different missing values are analysed on their own
+    ``model='ols'`` (default): for every (SNP, phenotype) pair the model
+    ``y ~ intercept + covariates + SNP`` is fit exactly by OLS (as plink2 ``--glm``:
+    ``df = N - K - 2`` for ``K`` covariates, per-``a1``-allele effect), all phenotypes of
+    a missingness pattern in one matrix product per block of SNPs. For unrelated
+    subjects of one ancestry (with ancestry PCs as covariates).
+
+    ``model='lmm'``: a linear mixed model with a genomic relationship matrix (GRM) from
+    the genotypes, leave-one-chromosome-out (LOCO), variance components by REML per
+    phenotype under the null, then an exact generalised-least-squares test of every SNP
+    (the EMMAX / GCTA ``--mlma-loco`` statistic, computed by eigen-rotation as in GEMMA
+    and FaST-LMM; :mod:`hcl_sklearn.genetics.gwas.lmm`). For cohorts with relatives (UK
+    Biobank: ~30 % of participants have a third-degree or closer relative), where OLS
+    p-values are inflated. All phenotypes still share each pass over the genotypes. Phenotypes with different missing values are analysed on their own
     samples (grouped by missingness pattern), never imputed. Loci follow the protocol of
     :mod:`hcl_sklearn.genetics.gwas.loci`.
 
@@ -69,6 +78,19 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
     genotypes : Genotypes or str
         A :class:`hcl_sklearn.genetics.Genotypes` or a PLINK 1 prefix (``.bed/.bim/.fam``).
         Missing calls are mean-imputed (over the analysed samples).
+    model : {'ols', 'lmm'}, default='ols'
+        Association model (see above).
+    grm : pandas.DataFrame, optional
+        ``model='lmm'`` only: the GRM to use (indexed by subject id on both axes, e.g.
+        from :func:`hcl_sklearn.genetics.grm` or another tool's kinship), for every
+        chromosome (no LOCO). Default: built from the genotypes (SNPs with MAF >= ``maf``
+        among the analysed samples, standardised as GCTA), LOCO when ``loco``.
+    loco : bool, default=True
+        ``model='lmm'``, ``grm=None``: leave the tested SNP's chromosome out of the GRM
+        (needs SNPs on at least two chromosomes). ``False``: one GRM of all SNPs.
+    h2 : float or array-like, optional
+        ``model='lmm'``: fixed variance ratios ``s2g / (s2g + s2e)`` (one, or one per
+        phenotype) instead of REML, e.g. another tool's estimates.
     covariates : pandas.DataFrame, optional
         Numeric covariates indexed by subject id (no intercept column; it is added).
         Samples with a missing covariate are dropped.
@@ -127,6 +149,9 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
         The tested SNPs (``chrom, pos, variant_id, a1, a2``).
     snp_qc_ : dict
         ``n_snps_in, n_monomorphic, n_low_maf, n_tested``.
+    h2_null_ : pandas.DataFrame
+        ``model='lmm'``: the REML heritability of each phenotype (rows) under the null
+        model of each LOCO GRM (columns: chromosomes; ``'all'`` without LOCO).
     n_samples_ : pandas.Series
         Samples of each phenotype. ``df_`` : residual degrees of freedom of each.
     lambda_gc_ : pandas.Series
@@ -165,6 +190,10 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
 
     _parameter_constraints: ClassVar[dict] = {
         "genotypes": "no_validation",
+        "model": [StrOptions({"ols", "lmm"})],
+        "grm": [pd.DataFrame, None],
+        "loco": ["boolean"],
+        "h2": [Interval(Real, 0, 1, closed="left"), "array-like", None],
         "covariates": [pd.DataFrame, pd.Series, None],
         "covariate_policy": [CovariatePolicy, dict, None],
         "alpha": [Interval(Real, 0, 1, closed="neither")],
@@ -182,13 +211,18 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
         "verbose": ["verbose"],
     }
     #: data-valued parameters shared (not copied) by ``clone``
-    _shared_params = ("genotypes", "covariates")
+    _shared_params = ("genotypes", "grm", "covariates")
 
-    def __init__(self, genotypes=None, *, covariates=None, covariate_policy=None,
+    def __init__(self, genotypes=None, *, model="ols", grm=None, loco=True, h2=None,
+                 covariates=None, covariate_policy=None,
                  alpha=5e-8, maf=0.01, block_size=2048, device="auto", backend=None,
                  clump_r2=0.1, clump_window=250_000, clump_p2=1e-2, locus_pad=125_000,
                  overlap=("t1", "t2"), dtype="float64", n_jobs=None, verbose=0):
         self.genotypes = genotypes
+        self.model = model
+        self.grm = grm
+        self.loco = loco
+        self.h2 = h2
         self.covariates = covariates
         self.covariate_policy = covariate_policy
         self.alpha = alpha
@@ -226,6 +260,12 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
                                  "use device='cpu'.")
         if len(self.overlap) != 2:
             raise ValueError(f"overlap must be a pair of modality names; got {self.overlap!r}.")
+        if self.model == "ols" and (self.grm is not None or self.h2 is not None):
+            raise ValueError("grm= and h2= belong to the mixed model; set model='lmm' "
+                             "(or drop them for OLS).")
+        if self.model == "lmm" and backend != "numpy":
+            raise ValueError("model='lmm' runs on the numpy backend (device='cpu') for "
+                             f"now; got backend={backend!r}, device={self.device!r}.")
         if self.genotypes is None:
             raise TypeError("CrossModalGWAS needs genotypes: a Genotypes, a PLINK 1 prefix or "
                             "a .bgen path, e.g. CrossModalGWAS('data/chr22').")
@@ -330,7 +370,9 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
                 raise ValueError(f"Phenotypes {const[:10]} are constant after regressing out "
                                  "the covariates (no variance to associate); drop them.")
             groups.append({"cols": np.asarray(cols), "rows": rows,
-                           "all_rows": rows.size == union.sum(), "kernel": kern})
+                           "all_rows": rows.size == union.sum(), "kernel": kern,
+                           "Y": Yu[np.ix_(rows, cols)] if self.model == "lmm" else None,
+                           "Q": Q})
         # p-value tables (one per df) built while the first blocks are multiplied
         tables = threading.Thread(
             target=lambda: [g["kernel"].log_p_table() for g in groups], daemon=True)
@@ -352,8 +394,7 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
         bs = int(min(self.block_size, max(sub, -(-M // (8 * n_par)))))
         sub = min(sub, bs)
         sub = -(-bs // -(-bs // sub))                   # equal sub-blocks
-        starts = list(range(0, M, bs))
-        n_workers = min(n_par, len(starts))
+        n_workers = min(n_par, -(-M // bs))
         dtype = np.float32 if str(self.dtype) == "float32" else np.float64
         # per modality, the minimum p across its dimensions (for the loci), per block
         self.phenotypes_ = col_names
@@ -370,15 +411,24 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
         # result arrays: every row of a block is written by the group(s) owning its
         # columns; rows of SNPs that fail the QC are dropped at the end
         results = ScanResults.empty(M, P, len(groups), len(mod_cols))
-        scan = BlockScan(geno, groups, results, bed=bed, rows=rows_u, n_rows=n_u,
-                         block_size=bs, sub_block=sub, dtype=dtype, maf=self.maf,
-                         mod_cols=mod_cols)
         clock.append(time.perf_counter())
-        limits = _blas().limit(limits=1 if n_workers > 1 else n_threads, user_api="blas")
-        try:
-            qc = run_blocks(scan, starts, n_workers=n_workers, verbose=self.verbose)
-        finally:
-            limits.restore_original_limits()
+        segments = ([(0, M, None)] if self.model == "ols" else
+                    self._lmm_segments(geno, union_ids, groups, n_threads))
+        qc = {"mono": 0, "low": 0}
+        for lo, hi, label in segments:
+            starts = list(range(lo, hi, bs))
+            scan = BlockScan(geno, groups, results, bed=bed, rows=rows_u, n_rows=n_u,
+                             block_size=bs, sub_block=sub, dtype=dtype, maf=self.maf,
+                             mod_cols=mod_cols, end=hi)
+            limits = _blas().limit(limits=1 if n_workers > 1 else n_threads,
+                                   user_api="blas")
+            try:
+                part = run_blocks(scan, starts, n_workers=min(n_workers, len(starts)),
+                                  verbose=self.verbose)
+            finally:
+                limits.restore_original_limits()
+            qc["mono"] += part["mono"]
+            qc["low"] += part["low"]
         beta, se, tst, lp = results.beta, results.se, results.t, results.log10_p
         freq, tested = results.freq, results.tested
         min_lp, min_at = results.min_lp, results.min_at
@@ -427,6 +477,85 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
         logger.debug("fit: set-up %.3f s, scan %.3f s (%d threads), loci and lambda_GC "
                      "%.3f s", t_setup, t_scan, n_workers, t_loci)
         return self
+
+    def _lmm_segments(self, geno, union_ids, groups, n_threads):
+        """Yield ``(start, stop, label)`` SNP ranges, with each group's mixed-model kernel
+        for that range set in ``groups`` (one range per chromosome with LOCO, else one);
+        records the null models in ``h2_null_``."""
+        from .lmm import LMMKernel, loco_grm_parts
+
+        chrom = geno.snps["chrom"].astype(str).to_numpy()
+        codes, labels = pd.factorize(chrom)
+        M = len(chrom)
+        bounds = np.flatnonzero(np.diff(codes)) + 1
+        starts = np.r_[0, bounds]
+        stops = np.r_[bounds, M]
+        if len(starts) != len(labels):
+            raise ValueError("model='lmm' needs the SNPs sorted by chromosome (each "
+                             "chromosome one run in the .bim); sort them, e.g. plink2 "
+                             "--make-bed --sort-vars.")
+        cols_h2 = {}
+        n_samples = len(union_ids)
+        h2_fixed = None
+        if self.h2 is not None:
+            h2_fixed = np.broadcast_to(np.asarray(self.h2, dtype=np.float64),
+                                       (len(self.phenotypes_),))
+
+        def kernels(K):
+            for grp in groups:
+                rows = grp["rows"]
+                Kg = K if grp["all_rows"] else K[np.ix_(rows, rows)]
+                fixed = None if h2_fixed is None else h2_fixed[grp["cols"]]
+                with _blas().limit(limits=n_threads, user_api="blas"):
+                    kern = LMMKernel(grp["Y"], grp["Q"], Kg, h2=fixed, dtype=self.dtype)
+                kern._log_p = grp["kernel"].log_p_table()   # same df as the OLS kernel
+                grp["kernel"] = kern
+            h2 = np.empty(len(self.phenotypes_))
+            for grp in groups:
+                h2[grp["cols"]] = grp["kernel"].h2
+            return h2
+
+        if self.grm is not None:
+            from ..grm import check_grm
+
+            Kv, ids = check_grm(self.grm, name="grm", psd="skip")
+            pos = ids.get_indexer(union_ids)
+            if (pos < 0).any():
+                miss = union_ids[pos < 0][:5].tolist()
+                raise ValueError(f"grm lacks {int((pos < 0).sum())} of the {n_samples} "
+                                 f"analysed subjects, e.g. {miss}; give a GRM of all of them.")
+            cols_h2["all"] = kernels(Kv[np.ix_(pos, pos)])
+            self.h2_null_ = pd.DataFrame(cols_h2, index=self.phenotypes_)
+            yield 0, M, "all"
+            return
+        logger.info("Mixed model: GRM of %d subjects from the genotypes (%s)", n_samples,
+                    "LOCO" if self.loco else "all chromosomes")
+        with _blas().limit(limits=n_threads, user_api="blas"):
+            parts, counts = loco_grm_parts(geno, union_ids, codes, maf=self.maf,
+                                           verbose=self.verbose)
+        total = sum(parts[c] for c in parts if counts[c])
+        m_total = sum(counts.values())
+        if m_total == 0:
+            raise ValueError(f"No SNP with MAF >= {self.maf} to build the GRM.")
+        if not self.loco:
+            cols_h2["all"] = kernels(total / m_total)
+            self.h2_null_ = pd.DataFrame(cols_h2, index=self.phenotypes_)
+            yield 0, M, "all"
+            return
+        if len(labels) < 2:
+            raise ValueError(f"loco=True needs SNPs on at least two chromosomes; the "
+                             f"genotypes have only chromosome {labels[0]!r}. Use "
+                             "loco=False (one GRM of all SNPs) or add chromosomes.")
+        for code, (lo, hi) in enumerate(zip(starts, stops)):
+            rest = m_total - counts[code]
+            if rest == 0:
+                raise ValueError(f"Chromosome {labels[code]!r} holds every GRM SNP: LOCO "
+                                 "leaves none; use loco=False.")
+            K = (total - parts[code]) / rest if counts[code] else total / m_total
+            cols_h2[str(labels[code])] = kernels(K)
+            del K
+            self.h2_null_ = pd.DataFrame(cols_h2, index=self.phenotypes_)
+            yield int(lo), int(hi), str(labels[code])
 
     @staticmethod
     def _lambda_gc(log10_p):

@@ -65,11 +65,15 @@ class BlockScan:
     maf : float
     mod_cols : list of slice or ndarray
         Phenotype columns of each modality (for the minimum p).
+    end : int, optional
+        No block reaches past this SNP (the end of a chromosome, whose SNPs share the
+        mixed model's leave-one-chromosome-out kernels).
     """
 
     def __init__(self, geno, groups, results, *, bed, rows, n_rows, block_size, sub_block,
-                 dtype, maf, mod_cols):
+                 dtype, maf, mod_cols, end=None):
         self.geno, self.groups, self.results = geno, groups, results
+        self.end = end
         self.bed, self.rows, self.n_rows = bed, rows, n_rows
         self.block_size, self.sub_block = block_size, sub_block
         self.dtype, self.maf, self.mod_cols = dtype, maf, mod_cols
@@ -125,7 +129,7 @@ class BlockScan:
         """Scan the block starting at SNP ``start``; return (n monomorphic, n low MAF)."""
         res, groups = self.results, self.groups
         M = res.tested.shape[0]
-        stop = min(start + self.block_size, M)
+        stop = min(start + self.block_size, M if self.end is None else self.end)
         m = stop - start
         s_u, g2_u = self._decode_and_multiply(start, m, st)
         n_u = self.n_rows
