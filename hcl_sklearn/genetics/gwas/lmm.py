@@ -40,6 +40,8 @@ import logging
 import threading
 
 import numpy as np
+from scipy.linalg import lapack
+from scipy.linalg import qr as scipy_qr
 
 from ..reml import eigen_grm, reml_h2_rotated
 from .association import LN10, StudentLogP, t_log_pvalue
@@ -96,16 +98,17 @@ class LMMKernel:
                              f"{c - 1} covariates; need more samples or fewer covariates.")
         self.dtype = str(dtype)
         self.n_phenotypes = Y.shape[1]
-        # orthonormal complement of the covariates, then the eigenbasis of K within it
-        A = np.linalg.qr(Q, mode="complete")[0][:, c:]
-        KA = K @ A
-        Kp = A.T @ KA
-        del KA
+        # H = [Q | A]: the Householder reflectors of Q's QR (c of them: O(n^2 c) to apply,
+        # never the dense n x n matrix); A' K A = (H' K H)[c:, c:], then its eigenbasis
+        (h_raw, tau), _ = scipy_qr(Q, mode="raw")
+        Kp = _apply_householder(h_raw, tau, _apply_householder(h_raw, tau, K, "L", "T"),
+                                "R", "N")[c:, c:]
         U, s = eigen_grm((Kp + Kp.T) / 2.0)
         del Kp
         self.eigenvalues = s
-        R = U.T @ A.T                                   # (n - c, n)
-        del A, U
+        # R' = H [0; U] = A U: the rotation R = U' A' of shape (n - c, n)
+        R = _apply_householder(h_raw, tau, np.vstack([np.zeros((c, n - c)), U]), "L", "N").T
+        del U
         Yt = R @ Y
         # a phenotype constant given the covariates has no residual: no test
         ss = np.einsum("ij,ij->j", Yt, Yt)
@@ -200,6 +203,16 @@ class LMMKernel:
         out = self.log_p_table()(t, out=out)
         out *= 1.0 / LN10
         return out
+
+
+def _apply_householder(h_raw, tau, C, side, trans):
+    """``H C`` / ``H' C`` / ``C H`` of the reflectors of a QR (LAPACK ``dormqr``)."""
+    C = np.asfortranarray(C, dtype=np.float64)
+    lwork = int(lapack.dormqr(side, trans, h_raw, tau, C, -1)[1][0].real)
+    out, _, info = lapack.dormqr(side, trans, h_raw, tau, C, max(lwork, 1), overwrite_c=1)
+    if info != 0:                                      # pragma: no cover - LAPACK argument
+        raise RuntimeError(f"LAPACK dormqr failed (info={info}).")
+    return out
 
 
 def loco_grm_parts(geno, samples, chrom_codes, *, maf=0.01, block_size=2048, verbose=0):
