@@ -3,5 +3,7 @@
 from ._base import get_1000g_chr22, get_ukb_height_sumstats
 from .bids import write_cohort
 from .cohort import make_paired_cohort
+from .genotypes import simulate_related_genotypes
 
-__all__ = ["get_1000g_chr22", "get_ukb_height_sumstats", "make_paired_cohort", "write_cohort"]
+__all__ = ["get_1000g_chr22", "get_ukb_height_sumstats", "make_paired_cohort",
+           "simulate_related_genotypes", "write_cohort"]

@@ -22,6 +22,15 @@ A heritable factor is ``sqrt(h2) g + sqrt(1 - h2) e``: ``g`` = standardized geno
 ``n_causal`` causal SNPs (drawn among SNPs with sample MAF >= 0.05) times N(0, 1) effects,
 standardized on the sample; ``e`` = N(0, 1) noise made orthogonal to ``g`` and standardized,
 so the realised h2 (``var(g part) / var(factor)`` on the sample) equals the request exactly.
+
+``polygenic_h2 > 0`` adds an infinitesimal background to every heritable factor: N(0, 1)
+effects on the standardized genotypes of *all* SNPs of the odd-numbered chromosomes (all SNPs
+when there is one chromosome), so the even-numbered chromosomes stay free of background
+signal (clean nulls for GWAS calibration, apart from the planted causal SNPs). The factor's
+total h2 is kept: ``min(polygenic_h2, h2)`` of it comes from the background, the rest from
+the planted causal SNPs. ``n_chromosomes > 1`` or ``related_fraction > 0`` draws the genotypes
+with :func:`.genotypes.simulate_related_genotypes` (pseudo-chromosomes, sibling and
+parent-offspring pairs, ``b.pedigree``).
 """
 
 from __future__ import annotations
@@ -35,7 +44,8 @@ from sklearn.utils import Bunch, check_random_state
 
 from . import anatomy
 from . import contrast
-from .genotypes import GENOTYPE_MODELS, simulate_genotypes
+from .genotypes import (GENOTYPE_MODELS, RELATIONSHIPS, simulate_genotypes,
+                        simulate_related_genotypes)
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +114,46 @@ def _ancestry_pcs(G, n_pcs, seed):
     return pcs
 
 
-def _heritable_factor(G, maf, rng, n_causal, h2):
-    """One heritable factor: values, genetic part, causal indices and effects."""
+def _polygenic_backgrounds(G, snps, n_factors, rng, block=8192):
+    """Standardized infinitesimal genetic values, one column per heritable factor.
+
+    N(0, 1) effects on the standardized genotypes of every SNP of the odd-numbered
+    chromosomes (every SNP when there is one chromosome); returns the values (n, n_factors,
+    mean 0, SD 1), the background SNPs' indices and their per-allele effects giving the
+    standardized values up to a constant.
+    """
+    chrom = snps["chrom"].astype(str).to_numpy()
+    if len(np.unique(chrom)) == 1:
+        idx = np.arange(G.shape[1])
+    else:
+        odd = np.array([c.isdigit() and int(c) % 2 == 1 for c in chrom])
+        idx = np.flatnonzero(odd)
+    beta = rng.standard_normal((len(idx), n_factors))
+    values = np.zeros((G.shape[0], n_factors))
+    per_allele = np.zeros_like(beta)
+    for start in range(0, len(idx), block):
+        cols = idx[start:start + block]
+        X = G[:, cols].astype(np.float64)
+        mu, sd = X.mean(axis=0), X.std(axis=0)
+        inv_sd = np.where(sd > 0, 1.0 / np.where(sd > 0, sd, 1.0), 0.0)  # monomorphic: 0
+        b = beta[start:start + block] * inv_sd[:, None]
+        values += (X - mu) @ b
+        per_allele[start:start + block] = b
+    sd_values = values.std(axis=0)
+    if np.any(sd_values == 0):
+        raise ValueError("the polygenic background does not vary in this sample; draw more "
+                         "subjects.")
+    values = (values - values.mean(axis=0)) / sd_values
+    return values, idx, per_allele / sd_values
+
+
+def _heritable_factor(G, maf, rng, n_causal, h2, background=None, h2_background=0.0):
+    """One heritable factor: values, genetic part, causal indices and effects.
+
+    ``background`` (standardized polygenic values) explains ``h2_background`` of the
+    factor's variance and the causal SNPs ``h2 - h2_background``, the total exactly ``h2``;
+    then also returns the background's scale (factor units per unit of ``background``).
+    """
     candidates = np.flatnonzero(maf >= CAUSAL_MIN_MAF)
     if n_causal > len(candidates):
         raise ValueError(f"n_causal={n_causal} exceeds the {len(candidates)} SNPs with sample "
@@ -118,6 +166,16 @@ def _heritable_factor(G, maf, rng, n_causal, h2):
     if g_sd == 0:  # all causal genotypes constant: impossible with MAF >= 0.05 and n >= 2
         raise ValueError("the causal SNPs do not vary in this sample; draw more subjects.")
     g = (g - g.mean()) / g_sd
+    if background is not None:  # mix, rescaled so the total genetic variance is exactly h2
+        a_c, a_p = np.sqrt(h2 - h2_background), np.sqrt(h2_background)
+        mixed = a_c * g + a_p * background
+        s = mixed.std()
+        if s > 0:
+            a_c, a_p = a_c / s, a_p / s
+            g = a_c * g + a_p * background
+            g = g - g.mean()
+        else:  # h2 = 0: no genetic part at all
+            a_c = a_p = 0.0
     e = rng.standard_normal(len(g))
     e = e - e.mean()
     e_orth = e - (e @ g) / (g @ g) * g
@@ -126,6 +184,9 @@ def _heritable_factor(G, maf, rng, n_causal, h2):
     e = e / e.std()
     genetic = np.sqrt(h2) * g
     value = genetic + np.sqrt(1.0 - h2) * e
+    if background is not None:
+        beta_std = np.sqrt(h2) * a_c * beta / g_sd
+        return value, genetic, idx, beta_std, beta_std / sd, np.sqrt(h2) * a_p
     beta_std = np.sqrt(h2) * beta / g_sd  # factor units per SD of genotype
     return value, genetic, idx, beta_std, beta_std / sd
 
@@ -133,9 +194,10 @@ def _heritable_factor(G, maf, rng, n_causal, h2):
 def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_causal=50,
                        h2=0.5, h2_t1_only=0.4, h2_t2_only=0.4, n_noise=2, prevalence=0.2,
                        n_pcs=10, genotype_model="mosaic", segment_cm=2.0, min_maf=0.01,
-                       noise_level=None, bias_strength=None, realism="basic",
-                       return_tissues=False, return_displacement=False, random_state=None,
-                       verbose=0):
+                       n_chromosomes=1, related_fraction=0.0, relationships=RELATIONSHIPS,
+                       ibd_segment_cm=None, polygenic_h2=0.0, noise_level=None,
+                       bias_strength=None, realism="basic", return_tissues=False,
+                       return_displacement=False, random_state=None, verbose=0):
     """Simulate a cohort of paired T1/T2 brain volumes with genotypes and known truth.
 
     Parameters
@@ -167,6 +229,31 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
         Mean mosaic segment length in cM.
     min_maf : float, default=0.01
         SNPs below this minor allele frequency in the panel are dropped.
+    n_chromosomes : int, default=1
+        Number of pseudo-chromosomes ``'1'`` ... ``'K'``, each an independent mosaic of the
+        chr22 panel (chr22's LD, positions and cM map; see
+        :func:`hcl_sklearn.datasets.genotypes.simulate_related_genotypes`). With the default
+        1 and ``related_fraction=0`` the genotypes are the original chr22 ones (``chrom``
+        ``'22'``, bit-for-bit unchanged); anything else draws them with
+        ``simulate_related_genotypes`` (``chrom`` ``'1'`` ..., ids ``'<chrom>:<rsID>'``) and
+        the bunch gains ``pedigree``.
+    related_fraction : float in [0, 1], default=0.0
+        Fraction of the subjects in a related pair (sibling or parent-offspring, expected
+        relatedness 0.5); the rest are unrelated. Needs ``genotype_model='mosaic'``.
+    relationships : sequence of {'sibling', 'parent_offspring'}, default=both
+        Relationships of the pairs, assigned in turn.
+    ibd_segment_cm : float, dict or None, default=None
+        Mean length (cM) of a pair's runs of one IBD state (IBD2 / IBD0); ``None``: 25 cM
+        for siblings, 2 cM for parent-offspring (see ``simulate_related_genotypes``).
+    polygenic_h2 : float in [0, 1], default=0.0
+        Heritability of an infinitesimal background added to every heritable factor: N(0, 1)
+        effects on the standardized genotypes of all SNPs of the odd-numbered chromosomes
+        (all SNPs when there is a single chromosome); the even-numbered chromosomes carry
+        no background (only planted causal SNPs). A factor's total h2 is unchanged:
+        ``min(polygenic_h2, h2)`` of it is the background's, the rest the causal SNPs'
+        (their split on the sample is exact up to the sample correlation of the two parts,
+        O(1/sqrt(n)); the total is exact). Real brain IDPs are polygenic, and relatedness
+        inflates an ordinary least-squares GWAS only through a polygenic background.
     noise_level : float, (float, float) or None, default=None
         Rician noise SD relative to the brightest tissue (one value, or T1's and T2's);
         ``None``: the ``realism`` level's (0.03; ``'realistic'``: 0.03 T1, 0.05 T2).
@@ -208,6 +295,17 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
         invertible; ``t2_shift_mm``, the T2 image's residual misregistration (the T2 tissue
         at ``x`` is the T1's at ``x + shift``; zero with ``'basic'``)), ``site`` (Series,
         1 … number of sites), ``realism``, and ``tissues`` / ``displacement`` when asked.
+        With ``n_chromosomes > 1`` or ``related_fraction > 0`` also ``pedigree``
+        (DataFrame indexed by subject: ``iid``, ``family_id``, ``relationship``,
+        ``relative``) and ``truth.expected_relatedness`` (one row per related pair:
+        ``iid_1``, ``iid_2``, ``family_id``, ``relationship``, ``expected_relatedness``,
+        ``realised_relatedness``). With ``polygenic_h2 > 0``, ``truth.factors`` gains
+        ``polygenic_h2`` (the background's share of each factor's h2) and
+        ``realised_polygenic_h2``, and ``truth`` gains ``polygenic_values`` (the
+        background part of each genetic value) and ``polygenic_effects`` (per-allele
+        effects, indexed by SNP index; ``genotypes[:, index] @ effects`` equals the
+        background part up to a constant, and ``causal.beta_allele`` then gives the
+        planted SNPs' part).
 
     Examples
     --------
@@ -241,6 +339,16 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
                          f"{genotype_model!r}.")
     if realism not in REALISM:
         raise ValueError(f"realism must be one of {sorted(REALISM)}; got {realism!r}.")
+    n_chromosomes = _check_int(n_chromosomes, "n_chromosomes", 1)
+    if (isinstance(related_fraction, bool) or not isinstance(related_fraction, numbers.Real)
+            or not 0 <= related_fraction <= 1):
+        raise ValueError(f"related_fraction must be a number in [0, 1]; got "
+                         f"{related_fraction!r}.")
+    polygenic_h2 = _check_h2(polygenic_h2, "polygenic_h2")
+    related = n_chromosomes != 1 or related_fraction != 0
+    if related and genotype_model != "mosaic":
+        raise ValueError("n_chromosomes > 1 and related_fraction > 0 need "
+                         f"genotype_model='mosaic'; got {genotype_model!r}.")
     settings = dict(REALISM[realism])
     if noise_level is not None:
         levels = np.atleast_1d(np.asarray(noise_level, dtype=object))
@@ -256,14 +364,27 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
             raise ValueError(f"bias_strength must be a number >= 0; got {bias_strength!r}.")
         settings["bias_strength"] = float(bias_strength)
 
-    seeds = _seed_sequence(random_state).spawn(5)
-    rng_geno, rng_pheno, rng_img, rng_pc, rng_site = (np.random.default_rng(s) for s in seeds)
+    # the 6th stream (polygenic effects) leaves the first five, hence the default cohort, as
+    # they were (SeedSequence children depend on their index only)
+    seeds = _seed_sequence(random_state).spawn(6)
+    rng_geno, rng_pheno, rng_img, rng_pc, rng_site, rng_poly = (
+        np.random.default_rng(s) for s in seeds)
 
     # -- genotypes and demographics -------------------------------------------------------
-    G, snps = simulate_genotypes(n, genotype_model, segment_cm=segment_cm, min_maf=min_maf,
-                                 random_state=rng_geno)
     width = max(4, len(str(n)))
     ids = pd.Index([f"S{i + 1:0{width}d}" for i in range(n)], name="subject_id")
+    pedigree = relatedness = None
+    if related:
+        sim = simulate_related_genotypes(
+            n, n_chromosomes=n_chromosomes, related_fraction=related_fraction,
+            relationships=relationships, ibd_segment_cm=ibd_segment_cm,
+            segment_cm=segment_cm, min_maf=min_maf, random_state=rng_geno)
+        G, snps = sim.G, sim.snps
+        pedigree = sim.pedigree.set_axis(ids, axis=0)
+        relatedness = sim.expected_relatedness
+    else:
+        G, snps = simulate_genotypes(n, genotype_model, segment_cm=segment_cm,
+                                     min_maf=min_maf, random_state=rng_geno)
     af = G.mean(axis=0) / 2.0
     maf = np.minimum(af, 1 - af)
 
@@ -281,12 +402,26 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
         specs.append(("t1_myelin", h2_t1, ("t1",), "t1_wm_intensity"))
     if h2_t2 is not None:
         specs.append(("t2_wmh", h2_t2, ("t2",), "t2_wm_hyperintensity"))
-    for name, h, mods, effect in specs:
-        val, gen, idx, b_std, b_allele = _heritable_factor(G, maf, rng_pheno, n_causal, h)
+    background = None
+    if polygenic_h2 > 0 and specs:
+        background, bg_idx, bg_effects = _polygenic_backgrounds(G, snps, len(specs), rng_poly)
+        poly_values, poly_effects = {}, {}
+    for j, (name, h, mods, effect) in enumerate(specs):
+        if background is None:
+            val, gen, idx, b_std, b_allele = _heritable_factor(G, maf, rng_pheno, n_causal, h)
+        else:
+            h_bg = min(polygenic_h2, h)
+            val, gen, idx, b_std, b_allele, scale = _heritable_factor(
+                G, maf, rng_pheno, n_causal, h, background[:, j], h_bg)
+            poly_values[name] = scale * background[:, j]
+            poly_effects[name] = scale * bg_effects[:, j]
         values[name], genetic[name] = val, gen
         realised = float(gen.var() / val.var())
         rows.append(dict(name=name, kind="heritable", modalities=mods, effect=effect,
                          h2=h, realised_h2=realised, n_causal=n_causal))
+        if background is not None:
+            rows[-1].update(polygenic_h2=h_bg,
+                            realised_polygenic_h2=float(poly_values[name].var() / val.var()))
         causal.append(pd.DataFrame({"factor": name, "snp_index": idx,
                                     "variant_id": snps["id"].to_numpy()[idx],
                                     "beta_std": b_std, "beta_allele": b_allele}))
@@ -301,6 +436,9 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
         rows.append(dict(name=f"noise_{k + 1}", kind="noise", modalities=("t1", "t2"),
                          effect="deformation", h2=0.0, realised_h2=np.nan, n_causal=0))
     factors = pd.DataFrame(rows).set_index("name")
+    if background is not None:  # non-heritable factors: no background
+        factors[["polygenic_h2", "realised_polygenic_h2"]] = factors[
+            ["polygenic_h2", "realised_polygenic_h2"]].astype(float)
     factor_values = pd.DataFrame(values, index=ids)
     causal = (pd.concat(causal, ignore_index=True) if causal else
               pd.DataFrame(columns=["factor", "snp_index", "variant_id", "beta_std",
@@ -326,6 +464,13 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
                     deformation_scale=pd.Series(1.0, index=ids, name="deformation_scale")),
         DESCR=__doc__,
     )
+    if related:
+        bunch.pedigree = pedigree
+        bunch.truth.expected_relatedness = relatedness
+    if background is not None:
+        bunch.truth.polygenic_values = pd.DataFrame(poly_values, index=ids)
+        bunch.truth.polygenic_effects = pd.DataFrame(
+            poly_effects, index=pd.Index(bg_idx, name="snp_index"))
     if shape is not None:
         _render_images(bunch, shape, rng_img, rng_site, settings, site,
                        return_tissues=return_tissues,
