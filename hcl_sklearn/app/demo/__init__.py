@@ -48,7 +48,8 @@ from .config import (COLORS, EMBEDDINGS, LABELS, SECTIONS, DemoConfig,  # noqa: 
 from .sections import build_report
 from .stages import (_STAGES, _need, _stage_comparison, _stage_embed,  # noqa: F401
                      _stage_evaluation, _stage_genetic_correlation, _stage_gwas,
-                     _stage_heritability, _stage_simulate, _stage_train, _stage_truth)
+                     _stage_heritability, _stage_relatives, _stage_simulate, _stage_train,
+                     _stage_truth)
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def run_demo(output_dir="hcl_report", *, quick=False, config=None, verbose=1, **
         "heritability": lambda: _stage_heritability(config, results, verbose),
         "genetic_correlation": lambda: _stage_genetic_correlation(config, results),
         "gwas": lambda: _stage_gwas(config, results, verbose),
+        "relatives": lambda: _stage_relatives(config, results),
         "evaluation": lambda: _stage_evaluation(config, results),
         "truth": lambda: _stage_truth(config, results),
         "comparison": lambda: _stage_comparison(config, results),

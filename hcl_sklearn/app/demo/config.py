@@ -28,7 +28,7 @@ SHARED, SPECIFIC = "shared", "modality-specific"
 
 #: Report section ids, in order (the demo test checks every one is present).
 SECTIONS = ("overview", "training", "alignment", "age", "disorder", "heritability",
-            "genetic-correlation", "gwas", "loci-overlap", "truth", "comparison",
+            "genetic-correlation", "gwas", "relatives", "loci-overlap", "truth", "comparison",
             "reproduce")
 
 
@@ -72,12 +72,17 @@ class DemoConfig:
     test_size: float = 0.2
     device: str = "cpu"
     random_state: int = 0
+    #: the related-subjects GWAS study (genetic only): subjects, factors, chromosomes
+    related_subjects: int = 800
+    related_factors: int = 6
+    related_chromosomes: int = 8
 
     @classmethod
     def quick(cls, **overrides):
         """The reduced run: ~100 subjects at 16x20x16, 2 epochs, 4 components per modality."""
         base = dict(n_subjects=120, shape=(16, 20, 16), max_epochs=2,
-                    ae_max_epochs=2, batch_size=16, n_components=4)
+                    ae_max_epochs=2, batch_size=16, n_components=4,
+                    related_subjects=200, related_factors=2, related_chromosomes=4)
         base.update(overrides)
         return cls(**base)
 

@@ -219,6 +219,16 @@ def _stage_gwas(cfg, results, verbose):
     return out
 
 
+def _stage_relatives(cfg, results):
+    """OLS vs LOCO mixed model on a related cohort's planted factors (genetic only)."""
+    calib = _need("evaluation.gwas_calibration", "relatedness_calibration")
+    table, fits = calib(cfg.related_subjects, n_heritable=cfg.related_factors,
+                        n_chromosomes=cfg.related_chromosomes,
+                        random_state=cfg.random_state, return_fits=True)
+    return {"table": table, "ols": fits["ols"], "lmm": fits["lmm"],
+            "n_pairs": int(len(fits["cohort"].truth.expected_relatedness))}
+
+
 def _stage_evaluation(cfg, results):
     from ... import evaluation
 
@@ -390,6 +400,7 @@ _STAGES = (
     ("heritability", "Heritability (REML)"),
     ("genetic_correlation", "T1 x T2 genetic correlation"),
     ("gwas", "Cross-modal GWAS"),
+    ("relatives", "GWAS on related subjects: OLS vs mixed model"),
     ("evaluation", "Alignment, age and disorder evaluation"),
     ("truth", "Recovery of the planted truth"),
     ("comparison", "Comparison table"),
