@@ -157,6 +157,9 @@ def relatedness_calibration(n_subjects=2000, *, n_chromosomes=8, related_fractio
         chi2 = _chi2(nl[k, j])
         lam_j = np.where(np.isfinite(lam), lam, np.nanmean(lam))[j]
         thr = _chi2(np.array([-np.log10(alpha)]))[0]
+        if not np.isfinite(lam).any():
+            raise ValueError("No factor has a null chromosome (an even one without its "
+                             "causal SNPs); use more chromosomes or fewer causal SNPs.")
         rows[label] = {
             "lambda_gc": np.nanmean(lam), "lambda_gc_min": np.nanmin(lam),
             "lambda_gc_max": np.nanmax(lam), "mean_chi2_null": np.nanmean(mean_null),

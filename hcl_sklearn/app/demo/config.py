@@ -82,7 +82,7 @@ class DemoConfig:
         """The reduced run: ~100 subjects at 16x20x16, 2 epochs, 4 components per modality."""
         base = dict(n_subjects=120, shape=(16, 20, 16), max_epochs=2,
                     ae_max_epochs=2, batch_size=16, n_components=4,
-                    related_subjects=200, related_factors=2, related_chromosomes=4)
+                    related_subjects=200, related_factors=3, related_chromosomes=8)
         base.update(overrides)
         return cls(**base)
 
