@@ -259,7 +259,13 @@ def _cmd_gwas(args):
     Y = read_table(args.embeddings, "embeddings")
     g = _genotypes(args.bfile)
     cov = _covariates(args.covariates, Y.index)
-    gw = CrossModalGWAS(g, covariates=cov, alpha=args.alpha, maf=args.maf,
+    grm = None
+    if args.grm:
+        from ..genetics import load_grm
+
+        grm = load_grm(args.grm)
+    gw = CrossModalGWAS(g, model=args.model, grm=grm, loco=not args.no_loco,
+                        covariates=cov, alpha=args.alpha, maf=args.maf,
                         verbose=0 if args.quiet else 1).fit(Y)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -267,6 +273,8 @@ def _cmd_gwas(args):
     for mod, loci in gw.loci_.items():
         loci.to_csv(out / f"loci_{mod}.tsv", sep="\t", index=False)
     pd.DataFrame({"lambda_gc": gw.lambda_gc_}).to_csv(out / "lambda_gc.tsv", sep="\t")
+    if args.model == "lmm":
+        gw.h2_null_.to_csv(out / "h2_null.tsv", sep="\t", float_format="%.6g")
     mods = sorted(gw.modalities_)
     if len(mods) >= 2 and gw.overlap_ is not None:
         gw.plot_miami(mods[0], mods[1]).savefig(out / "miami.png", dpi=100)
@@ -394,15 +402,26 @@ def build_parser():
     p = sub.add_parser(
         "gwas", formatter_class=_Formatter,
         help="GWAS of every embedding dimension; loci and T1/T2 overlap",
-        description="One OLS GWAS per dimension with covariates; loci per modality from the "
-                    "minimum p across its dimensions (threshold alpha / dimensions), clumped, "
-                    "padded ±125 kb and merged; T1∩T2 overlap. Writes sumstats.tsv.gz, "
-                    "loci_<modality>.tsv, lambda_gc.tsv, miami.png and qq.png into OUT.")
+        description="One GWAS per dimension with covariates (exact OLS, or with --model lmm "
+                    "a linear mixed model with a GRM, leave-one-chromosome-out and REML "
+                    "variance components per dimension, for cohorts with relatives); loci "
+                    "per modality from the minimum p across its dimensions (threshold "
+                    "alpha / dimensions), clumped, padded ±125 kb and merged; T1∩T2 "
+                    "overlap. Writes sumstats.tsv.gz, loci_<modality>.tsv, lambda_gc.tsv "
+                    "(and h2_null.tsv with --model lmm), miami.png and qq.png into OUT.")
     p.add_argument("embeddings", help="TSV: subject_id + columns t1_*, t2_*")
     p.add_argument("--bfile", required=True, help="PLINK 1 prefix (.bed/.bim/.fam)")
     p.add_argument("--covariates", help="TSV: subject_id + numeric covariates")
     p.add_argument("--alpha", type=float, default=5e-8, help="genome-wide level")
     p.add_argument("--maf", type=float, default=0.01)
+    p.add_argument("--model", choices=("ols", "lmm"), default="ols",
+                   help="ols: unrelated subjects; lmm: mixed model for cohorts with relatives")
+    p.add_argument("--grm", help="--model lmm: a GRM saved by hcl_sklearn.genetics.save_grm "
+                                 "(prefix of .grm.bin/.grm.id/.grm.N.bin) instead of one "
+                                 "built from --bfile (then no LOCO)")
+    p.add_argument("--no-loco", action="store_true",
+                   help="--model lmm: one GRM of all chromosomes instead of leaving out "
+                        "the tested chromosome")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_gwas)
