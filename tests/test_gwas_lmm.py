@@ -291,3 +291,20 @@ def test_bolt_lmm_inf(bolt_eur):
     assert -0.6 < slope < -0.4
     adjusted = ratio * np.sqrt(r / np.median(r))
     assert np.max(np.abs(adjusted / np.median(adjusted) - 1)) < 0.05
+
+
+def test_loco_grm_memory_bound_gives_the_same_matrices():
+    """Parts recomputed on demand (keep_bytes=0) equal the kept ones bit for bit (the same
+    reads and the same accumulation order), and each LOCO GRM equals the HWE GRM of the
+    other chromosomes (float64 sums of ~300 SNPs: 1e-12)."""
+    from hcl_sklearn.genetics.gwas.lmm import LocoGRM
+
+    g, Y, _, G = _related_cohort(n=60, m_per_chrom=80, n_chrom=3)
+    codes = pd.factorize(g.snps["chrom"])[0]
+    kept = LocoGRM(g, Y.index, codes, maf=0.0)
+    lean = LocoGRM(g, Y.index, codes, maf=0.0, keep_bytes=0)
+    assert lean._parts == {} and len(kept._parts) == 3
+    for c in range(3):
+        np.testing.assert_array_equal(lean.without(c), kept.without(c))
+        np.testing.assert_allclose(kept.without(c), _hwe_grm(G[:, codes != c]), atol=1e-12)
+    np.testing.assert_allclose(kept.full(), _hwe_grm(G), atol=1e-12)

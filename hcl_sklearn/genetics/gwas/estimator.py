@@ -482,7 +482,7 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
         """Yield ``(start, stop, label)`` SNP ranges, with each group's mixed-model kernel
         for that range set in ``groups`` (one range per chromosome with LOCO, else one);
         records the null models in ``h2_null_``."""
-        from .lmm import LMMKernel, loco_grm_parts
+        from .lmm import LMMKernel, LocoGRM
 
         chrom = geno.snps["chrom"].astype(str).to_numpy()
         codes, labels = pd.factorize(chrom)
@@ -531,14 +531,11 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
         logger.info("Mixed model: GRM of %d subjects from the genotypes (%s)", n_samples,
                     "LOCO" if self.loco else "all chromosomes")
         with _blas().limit(limits=n_threads, user_api="blas"):
-            parts, counts = loco_grm_parts(geno, union_ids, codes, maf=self.maf,
-                                           verbose=self.verbose)
-        total = sum(parts[c] for c in parts if counts[c])
-        m_total = sum(counts.values())
-        if m_total == 0:
+            grms = LocoGRM(geno, union_ids, codes, maf=self.maf, verbose=self.verbose)
+        if grms.n_snps == 0:
             raise ValueError(f"No SNP with MAF >= {self.maf} to build the GRM.")
         if not self.loco:
-            cols_h2["all"] = kernels(total / m_total)
+            cols_h2["all"] = kernels(grms.full())
             self.h2_null_ = pd.DataFrame(cols_h2, index=self.phenotypes_)
             yield 0, M, "all"
             return
@@ -547,11 +544,8 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
                              f"genotypes have only chromosome {labels[0]!r}. Use "
                              "loco=False (one GRM of all SNPs) or add chromosomes.")
         for code, (lo, hi) in enumerate(zip(starts, stops)):
-            rest = m_total - counts[code]
-            if rest == 0:
-                raise ValueError(f"Chromosome {labels[code]!r} holds every GRM SNP: LOCO "
-                                 "leaves none; use loco=False.")
-            K = (total - parts[code]) / rest if counts[code] else total / m_total
+            with _blas().limit(limits=n_threads, user_api="blas"):
+                K = grms.without(code)
             cols_h2[str(labels[code])] = kernels(K)
             del K
             self.h2_null_ = pd.DataFrame(cols_h2, index=self.phenotypes_)

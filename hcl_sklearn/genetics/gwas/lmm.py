@@ -48,7 +48,7 @@ from .association import LN10, StudentLogP, t_log_pvalue
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LMMKernel", "loco_grm_parts"]
+__all__ = ["LMMKernel", "LocoGRM", "loco_grm_parts"]
 
 
 class LMMKernel:
@@ -215,32 +215,84 @@ def _apply_householder(h_raw, tau, C, side, trans):
     return out
 
 
+def _chromosome_part(geno, samples, idx, maf, block_size, verbose):
+    """``Z Z'`` and the SNP count of the SNPs ``idx`` with MAF >= ``maf`` among ``samples``."""
+    from ..grm import grm
+
+    sub = geno.subset(idx)
+    af = sub.stats(samples=samples)["a1_freq"].to_numpy(dtype=float)
+    keep = np.minimum(af, 1.0 - af) >= max(maf, 1e-12)
+    if not keep.any():
+        return 0.0, 0
+    K = grm(sub.subset(np.flatnonzero(keep)), samples=samples, block_size=block_size,
+            verbose=verbose)
+    m = int(K.attrs["n_snps"])
+    return K.to_numpy() * m, m
+
+
 def loco_grm_parts(geno, samples, chrom_codes, *, maf=0.01, block_size=2048, verbose=0):
     """Per-chromosome parts of the GRM: ``Z_c Z_c'`` and SNP counts ``M_c``.
 
     The full GRM is ``sum_c Z_c Z_c' / sum_c M_c``; the LOCO GRM of chromosome ``c`` is
     ``(S - Z_c Z_c') / (M - M_c)``. SNPs with MAF below ``maf`` among ``samples`` are
     left out (as in the scan). Standardisation as :func:`hcl_sklearn.genetics.grm`
-    (``'hwe'``).
+    (``'hwe'``). Holds every part in memory; :class:`LocoGRM` bounds it.
 
     Returns
     -------
     parts : dict code -> ndarray (n, n)
     counts : dict code -> int
     """
-    from ..grm import grm
-
     parts, counts = {}, {}
     for code in np.unique(chrom_codes):
-        idx = np.flatnonzero(chrom_codes == code)
-        sub = geno.subset(idx)
-        af = sub.stats(samples=samples)["a1_freq"].to_numpy(dtype=float)
-        keep = np.minimum(af, 1.0 - af) >= max(maf, 1e-12)
-        if not keep.any():
-            parts[code], counts[code] = 0.0, 0
-            continue
-        K = grm(sub.subset(np.flatnonzero(keep)), samples=samples, block_size=block_size,
-                verbose=verbose)
-        m = int(K.attrs["n_snps"])
-        parts[code], counts[code] = K.to_numpy() * m, m
+        parts[code], counts[code] = _chromosome_part(
+            geno, samples, np.flatnonzero(chrom_codes == code), maf, block_size, verbose)
     return parts, counts
+
+
+class LocoGRM:
+    """The GRM of all SNPs and its leave-one-chromosome-out versions, memory bounded.
+
+    One pass over the genotypes accumulates the sum ``S`` of the per-chromosome parts;
+    parts are kept while they fit in ``keep_bytes`` (default 2 GiB: 22 chromosomes at
+    N ~ 3,500), the others are recomputed from their chromosome's SNPs when their LOCO
+    GRM is asked for (a second read of one chromosome, cheap next to the O(N^3)
+    eigendecomposition that follows).
+    """
+
+    def __init__(self, geno, samples, chrom_codes, *, maf=0.01, block_size=2048,
+                 keep_bytes=2 ** 31, verbose=0):
+        self._args = (geno, samples, maf, block_size, verbose)
+        self._codes = np.asarray(chrom_codes)
+        self.total, self.counts, self._parts = 0.0, {}, {}
+        n = len(samples)
+        kept = 0
+        for code in np.unique(self._codes):
+            part, m = _chromosome_part(geno, samples, np.flatnonzero(self._codes == code),
+                                       maf, block_size, verbose)
+            self.counts[code] = m
+            if m:
+                self.total = self.total + part
+                if kept + 8 * n * n <= keep_bytes:
+                    self._parts[code] = part
+                    kept += 8 * n * n
+        self.n_snps = int(sum(self.counts.values()))
+
+    def full(self):
+        """GRM of every SNP."""
+        return self.total / self.n_snps
+
+    def without(self, code):
+        """GRM without chromosome ``code`` (raises if that leaves no SNP)."""
+        m_c = self.counts.get(code, 0)
+        if m_c == 0:
+            return self.full()
+        if self.n_snps - m_c == 0:
+            raise ValueError("every GRM SNP is on one chromosome: LOCO leaves none; use "
+                             "loco=False.")
+        part = self._parts.get(code)
+        if part is None:
+            geno, samples, maf, block_size, verbose = self._args
+            part, _ = _chromosome_part(geno, samples, np.flatnonzero(self._codes == code),
+                                       maf, block_size, verbose)
+        return (self.total - part) / (self.n_snps - m_c)
