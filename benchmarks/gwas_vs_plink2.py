@@ -1,22 +1,27 @@
-"""CrossModalGWAS vs plink2 --glm: wall time, fraction of BLAS peak, peak memory.
+"""CrossModalGWAS vs plink2 --glm: wall time (fit, fit + writing the summary statistics,
+the whole ``hcl gwas`` process), fraction of BLAS peak, peak memory.
 
 Writes a simulated cohort (N samples x M SNPs, allele frequencies uniform in [0.05, 0.5])
 as PLINK 1 files with ``bed_reader.to_bed``, P phenotypes and K covariates, then runs on
-the same files and the same number of threads:
+the same files and the same number of threads, side by side in each repeat:
 
-* plink2 ``--glm hide-covar`` (one regression per SNP x phenotype, results to disk);
+* plink2 ``--glm hide-covar`` (one regression per SNP x phenotype, its text results
+  written to disk, one file per phenotype);
 * ``CrossModalGWAS.fit`` (exact OLS for every SNP x phenotype, loci included; results in
-  memory), in float64 (the default, exact) and float32 (opt-in), and writing its summary
-  statistics as Parquet;
+  memory), in float64 (the default, exact) and float32 (opt-in);
+* writing the float64 fit's summary statistics with ``write_sumstats`` (one file per
+  phenotype, GWAS-SSF columns) as Parquet and as tsv.gz;
+* the whole ``hcl gwas`` command in a fresh process (start-up, reading the TSV inputs,
+  fit, the long ``sumstats.tsv.gz``, loci, lambda_GC, Miami and QQ plots);
 * the association kernel alone (block product ``G'[Y_r|Q]`` + statistics + p-values, one
   BLAS thread per worker thread as in ``fit``) on in-memory genotypes, whose flop rate
   is compared with this machine's dgemm / sgemm peak measured here with numpy;
 * peak RSS of a fresh process that fits at two M (bounded memory: blocks are streamed,
   only the M x P result arrays grow).
 
-Timings are the minimum over ``--repeats`` runs, fit and plink2 interleaved, so that a
-busy machine slows both alike; the load average and the CPU time of each side are
-printed too.
+Timings are the minimum over ``--repeats`` runs, everything interleaved in each repeat,
+so that a busy machine slows all alike ("fit + write" is the minimum of the per-repeat
+sums); the load average and the CPU time of each side are printed too.
 
 Run:  python benchmarks/gwas_vs_plink2.py [--n 5000 --m 20000 --p 128 --k 10 --threads 2]
       python benchmarks/gwas_vs_plink2.py --device cuda --n 40000 --p 256  (GPU machine)
@@ -61,6 +66,9 @@ def make_cohort(root, n, m, p, k, seed=0):
     fam.join(C.reset_index(drop=True)).to_csv(root / "covar.tsv", sep="\t", index=False)
     Y.to_parquet(root / "pheno.parquet")
     C.to_parquet(root / "covar.parquet")
+    # hcl's inputs: TSV with the subject id in the first column
+    Y.to_csv(root / "embeddings.tsv", sep="\t", float_format="%.8g")
+    C.to_csv(root / "covariates.tsv", sep="\t", float_format="%.8g")
     return prefix, G, Y, C
 
 
@@ -100,6 +108,45 @@ def run_plink2(prefix, root, threads):
         raise RuntimeError(log[-3000:])
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, hwm, ru.ru_utime + ru.ru_stime
+
+
+def run_hcl_gwas(prefix, root, threads):
+    """Wall time and CPU time (user + sys) of the whole ``hcl gwas`` process."""
+    exe = Path(sys.executable).with_name("hcl")
+    cmd = ([str(exe)] if exe.exists() else [sys.executable, "-m", "hcl_sklearn.app.cli"])
+    cmd += ["gwas", str(root / "embeddings.tsv"), "--bfile", prefix, "--covariates",
+            str(root / "covariates.tsv"), "--out", str(root / "hcl_gwas"), "--quiet"]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stdout[-2000:] + proc.stderr[-3000:])
+    return wall, ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
+
+
+def startup_seconds(code, repeats=3):
+    """Wall time of a fresh ``python -c code`` (the minimum of a few)."""
+    best = np.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def write_ssf(gw, out, fmt, threads):
+    """Per-phenotype GWAS-SSF files of a fitted estimator (``to_parquet`` /
+    ``to_tsv_gz`` with ``per_phenotype=True``): wall, CPU seconds and bytes written."""
+    shutil.rmtree(out, ignore_errors=True)
+    write = gw.to_parquet if fmt == "parquet" else gw.to_tsv_gz
+    c, t = time.process_time(), time.perf_counter()
+    files = write(out, per_phenotype=True, n_jobs=threads)
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    return wall, cpu, sum(f.stat().st_size for f in files)
 
 
 def process_tree(pid):
@@ -213,6 +260,7 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--skip-plink2", action="store_true")
+    ap.add_argument("--skip-cli", action="store_true", help="do not time `hcl gwas`")
     ap.add_argument("--child-root", help=argparse.SUPPRESS)
     ap.add_argument("--child-m", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -283,7 +331,11 @@ def main():
         t_fit = {"float64": [], "float32": []}
         cpu_fit = {"float64": [], "float32": []}
         t_pl, cpu_pl, rss_pl = [], [], 0.0
+        # writes of the float64 fit (wall, CPU, bytes) and the hcl gwas process
+        t_wr = {"parquet": [], "tsv.gz": []}
+        t_cli, cpu_cli = [], []
         run_pl = not args.skip_plink2 and args.device == "cpu" and shutil.which("plink2")
+        run_cli = not args.skip_cli and args.device == "cpu"
         print(f"load average before: {os.getloadavg()[0]:.2f}")
         for r in range(args.repeats):
             for dt in ("float64", "float32"):
@@ -296,6 +348,9 @@ def main():
                     gwas32 = gw
             line = (f"run {r + 1}: fit float64 {t_fit['float64'][-1]:.3f} s (CPU "
                     f"{cpu_fit['float64'][-1]:.2f} s), float32 {t_fit['float32'][-1]:.3f} s")
+            for fmt in ("parquet", "tsv.gz"):
+                t_wr[fmt].append(write_ssf(gwas64, root / f"ssf_{fmt}", fmt, args.threads))
+                line += f"; write {fmt} {t_wr[fmt][-1][0]:.2f} s (CPU {t_wr[fmt][-1][1]:.2f})"
             if run_pl:
                 ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 wall, hwm, _ = run_plink2(prefix, root, args.threads)
@@ -304,27 +359,53 @@ def main():
                 cpu_pl.append(ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime)
                 rss_pl = max(rss_pl, hwm)
                 line += f"; plink2 {wall:.2f} s (CPU {cpu_pl[-1]:.2f} s)"
+            if run_cli:
+                wall, cpu = run_hcl_gwas(prefix, root, args.threads)
+                t_cli.append(wall)
+                cpu_cli.append(cpu)
+                line += f"; hcl gwas {wall:.2f} s (CPU {cpu:.2f} s)"
             print(line + f"; load {os.getloadavg()[0]:.2f}", flush=True)
         for dt in ("float64", "float32"):
             print(f"CrossModalGWAS.fit dtype={dt} (read .bed, OLS all pairs, loci): "
                   f"{min(t_fit[dt]):.3f} s (min of {args.repeats})")
+        rows = int(np.isfinite(gwas64._t).sum())
+        fit_plus = {}
+        for fmt in ("parquet", "tsv.gz"):
+            wall = [w for w, _, _ in t_wr[fmt]]
+            fit_plus[fmt] = min(f + w for f, w in zip(t_fit["float64"], wall))
+            print(f"write_sumstats {fmt}, one GWAS-SSF file per phenotype ({args.p} files, "
+                  f"{rows} rows, {t_wr[fmt][-1][2] / 2 ** 20:.0f} MiB): {min(wall):.2f} s "
+                  f"(CPU {min(c for _, c, _ in t_wr[fmt]):.2f} s); fit + write "
+                  f"{fit_plus[fmt]:.2f} s")
         with threadpool_limits(args.threads, user_api="blas"):
             t = time.perf_counter()
-            gwas64.to_parquet(root / "ours.parquet")
-            t_write = time.perf_counter() - t
-        print(f"writing {args.p} x {gwas64.snp_qc_['n_tested']} rows as parquet: "
-              f"{t_write:.2f} s")
+            gwas64.to_tsv_gz(root / "ours.tsv.gz")
+            t_long = time.perf_counter() - t
+        print(f"CrossModalGWAS.to_tsv_gz (one long file, through per-phenotype DataFrames; "
+              f"what hcl gwas writes): {t_long:.2f} s")
+        if run_cli:
+            imp_cli = startup_seconds("import hcl_sklearn.app.cli")
+            imp_gwas = startup_seconds(
+                "import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot; "
+                "import pandas; from hcl_sklearn.genetics.gwas import CrossModalGWAS")
+            print(f"hcl gwas process (start-up, TSV inputs, fit, sumstats.tsv.gz, loci, "
+                  f"plots): {min(t_cli):.2f} s (CPU {min(cpu_cli):.2f} s); python start-up "
+                  f"+ `import hcl_sklearn.app.cli` {imp_cli:.2f} s, + the imports of "
+                  f"`hcl gwas` (pandas, CrossModalGWAS, pyplot) {imp_gwas:.2f} s")
         if args.skip_plink2 or args.device != "cpu":
             pass
         elif not run_pl:
             print("plink2 not found on PATH: no comparison")
         else:
             tp, t64, t32 = min(t_pl), min(t_fit["float64"]), min(t_fit["float32"])
-            print(f"plink2 --glm hide-covar --threads {args.threads}: {tp:.2f} s (min of "
-                  f"{args.repeats}; peak RSS {rss_pl:.0f} MiB)")
-            print(f"speed-up vs plink2 (wall time ratio, goal >= 8x): float64 fit "
-                  f"{tp / t64:.1f}x, float32 fit {tp / t32:.1f}x, float64 fit + parquet "
-                  f"{tp / (t64 + t_write):.1f}x")
+            print(f"plink2 --glm hide-covar --threads {args.threads} (text results written)"
+                  f": {tp:.2f} s (min of {args.repeats}; peak RSS {rss_pl:.0f} MiB)")
+            print(f"speed-up vs plink2 (wall time ratio): float64 fit {tp / t64:.1f}x (goal "
+                  f">= 8x), float32 fit {tp / t32:.1f}x; float64 fit + parquet "
+                  f"{tp / fit_plus['parquet']:.1f}x (goal >= 5x), fit + tsv.gz "
+                  f"{tp / fit_plus['tsv.gz']:.1f}x (goal >= 2x)"
+                  + (f"; whole hcl gwas process {tp / min(t_cli):.1f}x (goal >= 3x)"
+                     if run_cli else ""))
             print(f"CPU time ratio (plink2 / fit float64): "
                   f"{min(cpu_pl) / min(cpu_fit['float64']):.1f}x")
             for dt, gw in (("float64", gwas64), ("float32", gwas32)):
@@ -339,6 +420,15 @@ def main():
                 print(f"check ({dt} run) vs plink2 ({len(mm)} SNPs x {len(dlp)} "
                       f"phenotypes): max |d log10 p| {max(dlp):.2e}, max rel d beta "
                       f"{max(rel):.2e}")
+            # the written text (7 significant digits) against plink2's
+            ph = Y.columns[0]
+            ours = pd.read_csv(root / "ssf_tsv.gz" / f"{ph}.tsv.gz", sep="\t")
+            pl = pd.read_csv(root / f"plink2.{ph}.glm.linear", sep="\t")
+            mm = ours.merge(pl, left_on="variant_id", right_on="ID")
+            flip = np.where(mm["A1"] == mm["effect_allele"], 1, -1)
+            print(f"check of the written {ph}.tsv.gz vs plink2 ({len(mm)} SNPs): max |d "
+                  f"log10 p| {np.abs(np.log10(mm['P']) + mm['neg_log10_p']).max():.2e}, "
+                  f"max rel d beta {np.abs(mm['beta'] / (flip * mm['BETA']) - 1).max():.2e}")
 
         for m in (args.m // 4, args.m):
             out = subprocess.run(

@@ -23,7 +23,7 @@ from ._bed import bed_source
 from .association import AssociationKernel
 from .scan import BlockScan, ScanResults, run_blocks
 from .loci import _LD, _lead_table, clump_positions, loci_from_clumps, overlap_loci
-from .sumstats import long_frame, write_parquet, write_tsv_gz
+from .sumstats import long_frame, write_sumstats
 
 logger = logging.getLogger(__name__)
 
@@ -641,8 +641,21 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
         self._check_fitted()
         return pd.concat([f for _, f in self.iter_sumstats()], ignore_index=True)
 
-    def to_tsv_gz(self, path, per_phenotype=False):
+    def _write(self, path, format, per_phenotype, n_jobs):
+        self._check_fitted()
+        return write_sumstats(path, self.snps_, self.phenotypes_, self._beta, self._se,
+                              self._t, self._log10_p, self._freq, self._group_of,
+                              self.n_samples_.to_numpy(), format=format,
+                              per_phenotype=per_phenotype, n_jobs=n_jobs)
+
+    def to_tsv_gz(self, path, per_phenotype=False, *, n_jobs=None):
         """Write the summary statistics as gzip TSV (one long file or one per phenotype).
+
+        Columns follow the GWAS-SSF standard (``chromosome, base_pair_location,
+        effect_allele, other_allele, beta, standard_error, p_value,
+        effect_allele_frequency, n, variant_id``), then ``t_stat``, ``neg_log10_p`` and,
+        in the long file, ``phenotype``. Floats have 7 significant digits; ``p_value``
+        is written from ``log10 p``, so it stays exact below float64's 1e-308.
 
         Parameters
         ----------
@@ -650,16 +663,19 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
             File path, or a directory when ``per_phenotype=True``
             (``<dir>/<phenotype>.tsv.gz``).
         per_phenotype : bool, default=False
+        n_jobs : int or None, default=None
+            Threads rendering and compressing the text (None: the usable cores).
 
         Returns
         -------
         list of pathlib.Path
         """
-        return write_tsv_gz(self.iter_sumstats(), path, per_phenotype=per_phenotype)
+        return self._write(path, "tsv.gz", per_phenotype, n_jobs)
 
-    def to_parquet(self, path, per_phenotype=False):
-        """Write the summary statistics as Parquet (same layout as :meth:`to_tsv_gz`)."""
-        return write_parquet(self.iter_sumstats(), path, per_phenotype=per_phenotype)
+    def to_parquet(self, path, per_phenotype=False, *, n_jobs=None):
+        """Write the summary statistics as Parquet (columns as :meth:`to_tsv_gz`, float64
+        values, repeated strings dictionary-encoded)."""
+        return self._write(path, "parquet", per_phenotype, n_jobs)
 
     # ------------------------------------------------------------------ plots
     def plot_manhattan(self, modality="t1", ax=None):
