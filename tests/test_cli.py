@@ -82,6 +82,20 @@ def test_gwas_matches_direct_ols_on_the_files(workflow):
     assert abs(row["beta"]) == pytest.approx(abs(beta), rel=1e-6)
 
 
+def test_gwas_parquet_without_plots(workflow, tmp_path):
+    """--format parquet writes the same statistics as the text file (float64 there, 7
+    digits in the text: <= 5e-7 relative); --no-plots writes no figure."""
+    out = tmp_path / "pq"
+    assert main(["gwas", str(workflow["emb"]), "--bfile", str(workflow["cohort"] / "genotypes"),
+                 "--covariates", str(workflow["cohort"] / "covariates.tsv"), "--quiet",
+                 "--format", "parquet", "--no-plots", "--out", str(out)]) == 0
+    assert not list(out.glob("*.png")) and not (out / "sumstats.tsv.gz").exists()
+    pq = pd.read_parquet(out / "sumstats.parquet")
+    txt = pd.read_csv(workflow["gwas"] / "sumstats.tsv.gz", sep="\t")
+    assert list(pq.columns) == list(txt.columns) and len(pq) == len(txt)
+    np.testing.assert_allclose(txt["beta"], pq["beta"], rtol=5e-7 * (1 + 1e-9))
+
+
 def test_every_command_has_help(capsys):
     for cmd in ("demo", "simulate", "fit", "embed", "heritability", "gwas"):
         with pytest.raises(SystemExit) as exc:

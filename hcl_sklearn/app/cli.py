@@ -248,10 +248,6 @@ def _cmd_heritability(args):
 
 
 def _cmd_gwas(args):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
 
     from ..genetics.gwas import CrossModalGWAS
@@ -269,19 +265,28 @@ def _cmd_gwas(args):
                         verbose=0 if args.quiet else 1).fit(Y)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    gw.to_tsv_gz(out / "sumstats.tsv.gz")
+    if args.format == "parquet":
+        gw.to_parquet(out / "sumstats.parquet")
+    else:
+        gw.to_tsv_gz(out / "sumstats.tsv.gz")
     for mod, loci in gw.loci_.items():
         loci.to_csv(out / f"loci_{mod}.tsv", sep="\t", index=False)
     pd.DataFrame({"lambda_gc": gw.lambda_gc_}).to_csv(out / "lambda_gc.tsv", sep="\t")
     if args.model == "lmm":
         gw.h2_null_.to_csv(out / "h2_null.tsv", sep="\t", float_format="%.6g")
-    mods = sorted(gw.modalities_)
-    if len(mods) >= 2 and gw.overlap_ is not None:
-        gw.plot_miami(mods[0], mods[1]).savefig(out / "miami.png", dpi=100)
-    else:
-        gw.plot_manhattan(mods[0]).savefig(out / "manhattan.png", dpi=100)
-    gw.plot_qq().savefig(out / "qq.png", dpi=100)
-    plt.close("all")
+    if not args.no_plots:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        mods = sorted(gw.modalities_)
+        if len(mods) >= 2 and gw.overlap_ is not None:
+            gw.plot_miami(mods[0], mods[1]).savefig(out / "miami.png", dpi=100)
+        else:
+            gw.plot_manhattan(mods[0]).savefig(out / "manhattan.png", dpi=100)
+        gw.plot_qq().savefig(out / "qq.png", dpi=100)
+        plt.close("all")
     counts = ", ".join(f"{m}: {len(lo)} loci" for m, lo in gw.loci_.items())
     shared = f"; T1∩T2 shared: {gw.overlap_.n_shared}" if gw.overlap_ is not None else ""
     print(f"GWAS of {len(gw.phenotypes_)} dimensions x {gw.snp_qc_['n_tested']} SNPs: "
@@ -407,8 +412,9 @@ def build_parser():
                     "variance components per dimension, for cohorts with relatives); loci "
                     "per modality from the minimum p across its dimensions (threshold "
                     "alpha / dimensions), clumped, padded ±125 kb and merged; T1∩T2 "
-                    "overlap. Writes sumstats.tsv.gz, loci_<modality>.tsv, lambda_gc.tsv "
-                    "(and h2_null.tsv with --model lmm), miami.png and qq.png into OUT.")
+                    "overlap. Writes sumstats.tsv.gz (GWAS-SSF columns; or sumstats.parquet), "
+                    "loci_<modality>.tsv, lambda_gc.tsv (and h2_null.tsv with --model lmm), "
+                    "miami.png and qq.png into OUT.")
     p.add_argument("embeddings", help="TSV: subject_id + columns t1_*, t2_*")
     p.add_argument("--bfile", required=True, help="PLINK 1 prefix (.bed/.bim/.fam)")
     p.add_argument("--covariates", help="TSV: subject_id + numeric covariates")
@@ -423,6 +429,11 @@ def build_parser():
                    help="--model lmm: one GRM of all chromosomes instead of leaving out "
                         "the tested chromosome")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--format", choices=("tsv.gz", "parquet"), default="tsv.gz",
+                   help="summary statistics file: gzip TSV (7 significant digits) or "
+                        "Parquet (float64, needs pyarrow)")
+    p.add_argument("--no-plots", action="store_true",
+                   help="skip miami.png / manhattan.png and qq.png")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_gwas)
     return parser

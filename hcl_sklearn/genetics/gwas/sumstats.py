@@ -27,7 +27,7 @@ column costs a few whole-array numpy operations, and one boolean selection gives
 bytes of all rows. The per-SNP text (chromosome, position, alleles; per sample group the
 frequency, ``n`` and variant id) is rendered once and copied (or left in place) for each
 phenotype. Phenotypes are rendered and compressed in a thread pool: numpy's loops and
-zlib release the GIL. zlib level 1 by default (:data:`COMPRESSLEVEL`): the compression is
+deflate (ISA-L via ``isal`` when installed, else zlib) release the GIL. Level 1 by default (:data:`COMPRESSLEVEL`): the compression is
 most of the time spent.
 
 Precision of the text files
@@ -89,8 +89,8 @@ SSF_COLUMNS = [
 #: files: :data:`SSF_COLUMNS`, then ``phenotype``.
 SUMSTATS_COLUMNS = SSF_COLUMNS + ["phenotype"]
 
-#: zlib level of the ``.tsv.gz`` writers: 1 is ~4x faster than gzip's default 6, for
-#: files ~20% larger.
+#: Deflate level of the ``.tsv.gz`` writers: 1 is ~4x faster than gzip's default 6, for
+#: files ~20% larger (ISA-L's level 1 when ``isal`` is installed, zlib's otherwise).
 COMPRESSLEVEL = 1
 
 #: Parquet codec of the writers.
@@ -516,9 +516,19 @@ def _render_static(columns, n, key=None):
     return _Static(data, starts, key=key)
 
 
+try:  # Intel ISA-L's deflate: gzip streams ~3.5x faster than zlib at level 1
+    from isal import isal_zlib as _isal
+except ImportError:  # pragma: no cover - isal is a dependency; zlib is the fallback
+    _isal = None
+
+
 def _gzip(level, *parts):
-    """One gzip member of the concatenated parts (mtime 0: reproducible bytes)."""
-    c = zlib.compressobj(level, zlib.DEFLATED, 31)
+    """One gzip member of the concatenated parts (mtime 0: reproducible bytes).
+
+    Levels 0-3 go to ISA-L when ``isal`` is installed (its level 1 compresses about as
+    well as zlib's, ~3.5x faster), higher levels to zlib; both release the GIL."""
+    lib = _isal if _isal is not None and level <= 3 else zlib
+    c = lib.compressobj(level, lib.DEFLATED, 31)
     return b"".join([c.compress(p) for p in parts] + [c.flush()])
 
 
@@ -629,7 +639,7 @@ def write_sumstats(path, snps, phenotypes, beta, se, t, log10_p, freq, group_of,
     n_jobs : int or None, default=None
         Threads (None: the usable cores; -1 likewise, -2 one fewer, ...).
     compresslevel : int, default=:data:`COMPRESSLEVEL`
-        zlib level of ``tsv.gz`` files.
+        Deflate level of ``tsv.gz`` files.
     compression : str or dict, optional
         Parquet codec of every column (``'snappy'``, ``'lz4'``, ``'zstd'``, ``'none'``,
         ...) or a dict column -> codec. Default: :data:`PARQUET_COMPRESSION` for the
