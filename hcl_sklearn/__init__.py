@@ -20,6 +20,9 @@ _LAZY = {
     "HeritabilityScorer": "genetics.heritability",
     "genetic_correlation": "genetics.heritability",
     "CrossModalGWAS": "genetics.gwas",
+    "GeneBasedTest": "targets.gene_test",
+    "ProWAS": "targets.prowas",
+    "DrugTargetEnrichment": "targets.drugs",
     "PairedVolumes": "data.volumes",
     "pairs_from_bids": "data.volumes",
 }
