@@ -21,6 +21,7 @@ MODULES = [
     ("hcl_sklearn.evaluation.metrics", "Embedding metrics"),
     ("hcl_sklearn.evaluation", "Evaluation protocol"),
     ("hcl_sklearn.genetics.gwas", "GWAS, loci and plots"),
+    ("hcl_sklearn.targets", "Genes, proteins and drug targets"),
 ]
 
 OUT = Path(__file__).with_name("api.md")
