@@ -110,12 +110,13 @@ def run_plink2(prefix, root, threads):
     return wall, hwm, ru.ru_utime + ru.ru_stime
 
 
-def run_hcl_gwas(prefix, root, threads):
+def run_hcl_gwas(prefix, root, threads, extra=()):
     """Wall time and CPU time (user + sys) of the whole ``hcl gwas`` process."""
     exe = Path(sys.executable).with_name("hcl")
     cmd = ([str(exe)] if exe.exists() else [sys.executable, "-m", "hcl_sklearn.app.cli"])
     cmd += ["gwas", str(root / "embeddings.tsv"), "--bfile", prefix, "--covariates",
-            str(root / "covariates.tsv"), "--out", str(root / "hcl_gwas"), "--quiet"]
+            str(root / "covariates.tsv"), "--out", str(root / "hcl_gwas"), "--quiet",
+            *extra]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -333,7 +334,7 @@ def main():
         t_pl, cpu_pl, rss_pl = [], [], 0.0
         # writes of the float64 fit (wall, CPU, bytes) and the hcl gwas process
         t_wr = {"parquet": [], "tsv.gz": []}
-        t_cli, cpu_cli = [], []
+        t_cli, cpu_cli, t_lean = [], [], []
         run_pl = not args.skip_plink2 and args.device == "cpu" and shutil.which("plink2")
         run_cli = not args.skip_cli and args.device == "cpu"
         print(f"load average before: {os.getloadavg()[0]:.2f}")
@@ -363,7 +364,11 @@ def main():
                 wall, cpu = run_hcl_gwas(prefix, root, args.threads)
                 t_cli.append(wall)
                 cpu_cli.append(cpu)
-                line += f"; hcl gwas {wall:.2f} s (CPU {cpu:.2f} s)"
+                # the same statistics and loci as Parquet, without the figures
+                t_lean.append(run_hcl_gwas(prefix, root, args.threads,
+                                           ("--format", "parquet", "--no-plots"))[0])
+                line += (f"; hcl gwas {wall:.2f} s (CPU {cpu:.2f} s), --format parquet "
+                         f"--no-plots {t_lean[-1]:.2f} s")
             print(line + f"; load {os.getloadavg()[0]:.2f}", flush=True)
         for dt in ("float64", "float32"):
             print(f"CrossModalGWAS.fit dtype={dt} (read .bed, OLS all pairs, loci): "
@@ -381,17 +386,21 @@ def main():
             t = time.perf_counter()
             gwas64.to_tsv_gz(root / "ours.tsv.gz")
             t_long = time.perf_counter() - t
-        print(f"CrossModalGWAS.to_tsv_gz (one long file, through per-phenotype DataFrames; "
-              f"what hcl gwas writes): {t_long:.2f} s")
+        print(f"CrossModalGWAS.to_tsv_gz (one long file, what hcl gwas writes): "
+              f"{t_long:.2f} s")
         if run_cli:
             imp_cli = startup_seconds("import hcl_sklearn.app.cli")
             imp_gwas = startup_seconds(
-                "import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot; "
                 "import pandas; from hcl_sklearn.genetics.gwas import CrossModalGWAS")
+            imp_sk = startup_seconds("import pandas, sklearn.base")
+            imp_mpl = startup_seconds("import matplotlib; matplotlib.use('Agg'); "
+                                      "import matplotlib.pyplot")
             print(f"hcl gwas process (start-up, TSV inputs, fit, sumstats.tsv.gz, loci, "
                   f"plots): {min(t_cli):.2f} s (CPU {min(cpu_cli):.2f} s); python start-up "
-                  f"+ `import hcl_sklearn.app.cli` {imp_cli:.2f} s, + the imports of "
-                  f"`hcl gwas` (pandas, CrossModalGWAS, pyplot) {imp_gwas:.2f} s")
+                  f"+ `import hcl_sklearn.app.cli` {imp_cli:.2f} s; python + pandas + "
+                  f"CrossModalGWAS {imp_gwas:.2f} s, of which python + pandas + sklearn.base "
+                  f"{imp_sk:.2f} s; python + pyplot (plots only) {imp_mpl:.2f} s; with "
+                  f"--format parquet --no-plots {min(t_lean):.2f} s")
         if args.skip_plink2 or args.device != "cpu":
             pass
         elif not run_pl:
@@ -404,7 +413,8 @@ def main():
                   f">= 8x), float32 fit {tp / t32:.1f}x; float64 fit + parquet "
                   f"{tp / fit_plus['parquet']:.1f}x (goal >= 5x), fit + tsv.gz "
                   f"{tp / fit_plus['tsv.gz']:.1f}x (goal >= 2x)"
-                  + (f"; whole hcl gwas process {tp / min(t_cli):.1f}x (goal >= 3x)"
+                  + (f"; whole hcl gwas process {tp / min(t_cli):.1f}x (goal >= 3x), "
+                     f"with --format parquet --no-plots {tp / min(t_lean):.1f}x"
                      if run_cli else ""))
             print(f"CPU time ratio (plink2 / fit float64): "
                   f"{min(cpu_pl) / min(cpu_fit['float64']):.1f}x")
