@@ -23,6 +23,7 @@ _LAZY = {
     "GeneBasedTest": "targets.gene_test",
     "ProWAS": "targets.prowas",
     "DrugTargetEnrichment": "targets.drugs",
+    "CrossModalTargets": "targets.shared",
     "PairedVolumes": "data.volumes",
     "pairs_from_bids": "data.volumes",
 }

@@ -97,7 +97,8 @@ def test_gwas_parquet_without_plots(workflow, tmp_path):
 
 
 def test_every_command_has_help(capsys):
-    for cmd in ("demo", "simulate", "fit", "embed", "heritability", "gwas"):
+    for cmd in ("demo", "simulate", "fit", "embed", "heritability", "gwas", "genes",
+                "prowas", "drugs", "targets"):
         with pytest.raises(SystemExit) as exc:
             build_parser().parse_args([cmd, "--help"])
         assert exc.value.code == 0
@@ -190,3 +191,63 @@ def test_gwas_mixed_model_on_the_files(workflow, tmp_path, capsys):
             # |d beta| / SE 1.6e-6 over the 94,662 rows; bound 1e-4)
             d = np.abs(ss["beta"] - ref["beta"]) / ref["standard_error"]
             assert d.max() < 1e-4
+
+
+def test_genes_drugs_targets_prowas_on_the_files(workflow, tmp_path, capsys):
+    """hcl genes -> drugs -> targets on the workflow's GWAS, and hcl prowas: each writes the
+    table of its estimator run on the same inputs (the estimators' own correctness is in
+    test_gene_test, test_drugs, test_prowas), and a planted protein is found."""
+    from hcl_sklearn.genetics import Genotypes
+    from hcl_sklearn.targets import CrossModalTargets, DrugTargetEnrichment, GeneBasedTest
+
+    genes_dir = tmp_path / "genes"
+    sumstats = workflow["gwas"] / "sumstats.tsv.gz"
+    bfile = workflow["cohort"] / "genotypes"
+    assert main(["genes", str(sumstats), "--ld-reference", str(bfile), "--modality-only",
+                 "--out", str(genes_dir), "--quiet"]) == 0
+    assert "gene test:" in capsys.readouterr().out
+    table = pd.read_csv(genes_dir / "genes_by_modality.tsv", sep="\t", dtype={"chrom": str})
+    direct = GeneBasedTest(ld_reference=Genotypes.from_plink(str(bfile)),
+                           per_phenotype=False).fit(str(sumstats)).modality_results_
+    assert not (genes_dir / "genes.tsv").exists()
+    assert sorted(table["modality"].unique()) == ["t1", "t2"]
+    assert table["gene"].tolist() == direct["gene"].tolist()
+    # written with 6 significant digits: <= 5e-6 relative
+    np.testing.assert_allclose(table["p_value"], direct["p_value"], rtol=5e-6)
+
+    drugs_dir = tmp_path / "drugs"
+    assert main(["drugs", "DRD2,HTR2A,DRD3", "--class-system", "EPC", "--out",
+                 str(drugs_dir)]) == 0
+    d = pd.read_csv(drugs_dir / "drugs.tsv", sep="\t")
+    ref = DrugTargetEnrichment(class_system="EPC").fit(["DRD2", "HTR2A", "DRD3"]).results_
+    assert d["drug_class"].tolist() == ref["drug_class"].tolist()
+    np.testing.assert_allclose(d["p_value"], ref["p_value"], rtol=5e-6)
+    assert (drugs_dir / "drugs.png").is_file()
+
+    tg_dir = tmp_path / "targets"
+    assert main(["targets", str(genes_dir / "genes_by_modality.tsv"), "--out", str(tg_dir),
+                 "--no-plots"]) == 0
+    summary = pd.read_csv(tg_dir / "summary.tsv", sep="\t", index_col=0)
+    cm = CrossModalTargets().fit(table)
+    assert summary.loc["genes"].tolist() == cm.summary_.loc["genes"].tolist()
+    shared = pd.read_csv(tg_dir / "shared_genes.tsv", sep="\t")
+    assert shared["gene"].tolist() == cm.genes_["gene"].tolist()
+    assert shared["shared"].tolist() == cm.genes_["shared"].tolist()
+
+    # ProWAS: 5 proteins, the first = 0.8 x t1 dimension 0 + noise
+    emb = pd.read_csv(workflow["emb"], sep="\t", index_col=0)
+    rng = np.random.default_rng(0)
+    prot = pd.DataFrame(rng.standard_normal((len(emb), 5)), index=emb.index,
+                        columns=[f"P{k}" for k in range(5)])
+    x = emb.filter(like="t1_").iloc[:, 0]
+    prot["P0"] += 3.0 * (x - x.mean()) / x.std()
+    prot.index.name = "subject_id"
+    prot.to_csv(tmp_path / "proteins.tsv", sep="\t")
+    pw_dir = tmp_path / "prowas"
+    assert main(["prowas", str(workflow["emb"]), str(tmp_path / "proteins.tsv"),
+                 "--min-samples", "20", "--out", str(pw_dir), "--quiet"]) == 0
+    res = pd.read_csv(pw_dir / "prowas.tsv", sep="\t")
+    assert len(res) == 5 * emb.shape[1]
+    top = res.sort_values("p_value").iloc[0]
+    assert top["protein"] == "P0" and top["dimension"] == x.name and top["significant"]
+    assert (pw_dir / "volcano.png").is_file()

@@ -70,3 +70,40 @@ def test_bad_input():
         DrugTargetEnrichment().fit("DRD2")
     with pytest.raises(ValueError, match="lacks the columns"):
         DrugTargetEnrichment(table=pd.DataFrame({"gene": ["A"]})).fit(["A"])
+
+
+def test_universe_and_tarone_against_fisher_exact_and_bh():
+    """With a universe the 2x2 is GREP's on the drug targets tested; Tarone's rule keeps in
+    the FDR exactly the classes whose extreme table (every class gene a hit) reaches alpha,
+    and q is BH (statsmodels) over those."""
+    from statsmodels.stats.multitest import multipletests
+
+    table = load_drugcentral("PA")
+    rng = np.random.default_rng(3)
+    bg_all = sorted(set(table["gene"]))
+    universe = list(rng.choice(bg_all, 80, replace=False)) + ["NOT_A_TARGET"]
+    genes = universe[:12] + ["NOT_A_TARGET"]
+    enr = DrugTargetEnrichment(class_system="PA").fit(genes, universe=universe)
+    r = enr.results_
+    assert enr.background_ == sorted(set(universe[:80]))
+    N, K = 80, 12
+    for row in r.itertuples():
+        assert row.a + row.b + row.c + row.d == N and row.a + row.c == K
+        p = fisher_exact([[row.a, row.b], [row.c, row.d]], alternative="greater")[1]
+        assert row.p_value == pytest.approx(p, rel=1e-9, abs=1e-300)  # as above
+        m = min(row.n_class_genes, K)  # the most hits the class can have
+        p_min = fisher_exact([[m, row.n_class_genes - m], [K - m, N - K - row.n_class_genes + m]],
+                             alternative="greater")[1]
+        assert row.min_attainable_p == pytest.approx(p_min, rel=1e-9)
+        assert row.testable == (p_min <= 0.05)
+    t = r[r["testable"]]
+    assert 0 < len(t) < len(r) and r.loc[~r["testable"], "q_value"].isna().all()
+    # BH: products and running minima of <= 337 float64 values, roundoff ~1e-14
+    np.testing.assert_allclose(t["q_value"], multipletests(t["p_value"], method="fdr_bh")[1],
+                               rtol=1e-12)
+    plain = DrugTargetEnrichment(class_system="PA", tarone=False).fit(genes, universe=universe)
+    np.testing.assert_allclose(plain.results_["q_value"],
+                               multipletests(plain.results_["p_value"], method="fdr_bh")[1],
+                               rtol=1e-12)
+    with pytest.raises(ValueError, match="not in universe"):
+        DrugTargetEnrichment().fit(["COMT"], universe=["DRD2"])

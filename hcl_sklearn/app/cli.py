@@ -8,6 +8,10 @@ Typical use:
   hcl embed cohort/ --model model.joblib --out emb.tsv --pca 16
   hcl heritability emb.tsv --bfile cohort/genotypes --covariates cohort/covariates.tsv --out h2.tsv
   hcl gwas emb.tsv --bfile cohort/genotypes --covariates cohort/covariates.tsv --out gwas/
+  hcl genes gwas/sumstats.tsv.gz --ld-reference cohort/genotypes --out genes/
+  hcl prowas emb.tsv proteins.tsv --covariates cohort/covariates.tsv --out prowas/
+  hcl drugs genes/genes_by_modality.tsv --out drugs/
+  hcl targets genes/genes_by_modality.tsv --prowas prowas/prowas.tsv --out targets/
 
 Tables are tab-separated with the subject id in the first column; the ids must match the
 genotypes' IIDs. Add --debug before the command for full tracebacks.
@@ -436,6 +440,10 @@ def build_parser():
                    help="skip miami.png / manhattan.png and qq.png")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_gwas)
+
+    from .targets_cli import add_commands
+
+    add_commands(sub, _Formatter)
     return parser
 
 

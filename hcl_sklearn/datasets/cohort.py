@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 AGE_MEAN, AGE_SD, AGE_RANGE = 63.0, 7.5, (45.0, 82.0)
 CAUSAL_MIN_MAF = 0.05
+#: window (bp) around a gene for ``causal_genes``: the gene-based test's default window
+CAUSAL_GENE_WINDOW = 10_000
 _CHUNK = 32
 
 #: Acquisition and anatomy settings of each ``realism`` level (see docs/simulator.md for the
@@ -147,18 +149,21 @@ def _polygenic_backgrounds(G, snps, n_factors, rng, block=8192):
     return values, idx, per_allele / sd_values
 
 
-def _heritable_factor(G, maf, rng, n_causal, h2, background=None, h2_background=0.0):
+def _heritable_factor(G, maf, rng, n_causal, h2, background=None, h2_background=0.0,
+                      idx=None):
     """One heritable factor: values, genetic part, causal indices and effects.
 
     ``background`` (standardized polygenic values) explains ``h2_background`` of the
     factor's variance and the causal SNPs ``h2 - h2_background``, the total exactly ``h2``;
     then also returns the background's scale (factor units per unit of ``background``).
+    ``idx``: the causal SNPs, when already drawn (:func:`_draw_in_genes`).
     """
-    candidates = np.flatnonzero(maf >= CAUSAL_MIN_MAF)
-    if n_causal > len(candidates):
-        raise ValueError(f"n_causal={n_causal} exceeds the {len(candidates)} SNPs with sample "
-                         f"MAF >= {CAUSAL_MIN_MAF}; use a smaller n_causal.")
-    idx = np.sort(rng.choice(candidates, n_causal, replace=False))
+    if idx is None:
+        candidates = np.flatnonzero(maf >= CAUSAL_MIN_MAF)
+        if n_causal > len(candidates):
+            raise ValueError(f"n_causal={n_causal} exceeds the {len(candidates)} SNPs with "
+                             f"sample MAF >= {CAUSAL_MIN_MAF}; use a smaller n_causal.")
+        idx = np.sort(rng.choice(candidates, n_causal, replace=False))
     Z, mu, sd = _standardize(G[:, idx])
     beta = rng.standard_normal(n_causal)
     g = Z @ beta
@@ -191,13 +196,71 @@ def _heritable_factor(G, maf, rng, n_causal, h2, background=None, h2_background=
     return value, genetic, idx, beta_std, beta_std / sd
 
 
+def _gene_snps(snps, maf, causal_genes):
+    """SNP indices (sample MAF >= CAUSAL_MIN_MAF) inside each gene +- CAUSAL_GENE_WINDOW."""
+    from ..targets.genes import load_genes
+
+    if isinstance(causal_genes, str):
+        raise TypeError("causal_genes must be a list of gene symbols, not one string.")
+    symbols = [str(g).strip().upper() for g in causal_genes]
+    if not symbols or len(set(symbols)) != len(symbols):
+        raise ValueError(f"causal_genes must be distinct gene symbols; got {causal_genes!r}.")
+    genes = load_genes()
+    genes = genes.assign(key=genes["symbol"].str.upper()).drop_duplicates("key")
+    genes = genes.set_index("key")
+    unknown = [g for g in symbols if g not in genes.index]
+    if unknown:
+        raise ValueError(f"causal_genes {unknown[:5]} are not GENCODE 32 gene symbols "
+                         "(hcl_sklearn.targets.genes.load_genes()).")
+    chrom = snps["chrom"].astype(str).to_numpy()
+    if not (chrom == "22").all():
+        raise ValueError("causal_genes needs the real chr22 genotypes (n_chromosomes=1, "
+                         "related_fraction=0): pseudo-chromosomes copy chr22's positions "
+                         "under other names, so no gene annotation fits them.")
+    pos = snps["pos"].to_numpy()
+    out = []
+    for g in symbols:
+        row = genes.loc[g]
+        if str(row["chrom"]) != "22":
+            raise ValueError(f"causal gene {g} is on chromosome {row['chrom']}; the simulated "
+                             "genotypes are chr22 (GRCh37): choose chr22 genes.")
+        inside = ((pos >= row["start"] - CAUSAL_GENE_WINDOW)
+                  & (pos <= row["end"] + CAUSAL_GENE_WINDOW) & (maf >= CAUSAL_MIN_MAF))
+        if not inside.any():
+            raise ValueError(f"causal gene {g} has no SNP with sample MAF >= "
+                             f"{CAUSAL_MIN_MAF} within {CAUSAL_GENE_WINDOW // 1000} kb; "
+                             "choose another gene.")
+        out.append(np.flatnonzero(inside))
+    return symbols, out
+
+
+def _draw_in_genes(rng, gene_snps, n_causal, offset):
+    """``n_causal`` distinct SNPs, slot ``k`` from gene ``(offset + k) mod n_genes`` (the next
+    gene with a free SNP where that gene's SNPs are used up)."""
+    taken, genes = [], []
+    n_genes = len(gene_snps)
+    for k in range(n_causal):
+        for step in range(n_genes):
+            gi = (offset + k + step) % n_genes
+            free = np.setdiff1d(gene_snps[gi], taken)
+            if len(free):
+                break
+        else:
+            raise ValueError(f"n_causal={n_causal} exceeds the SNPs of causal_genes.")
+        taken.append(int(rng.choice(free)))
+        genes.append(gi)
+    order = np.argsort(taken)
+    return np.asarray(taken)[order], np.asarray(genes)[order]
+
+
 def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_causal=50,
                        h2=0.5, h2_t1_only=0.4, h2_t2_only=0.4, n_noise=2, prevalence=0.2,
                        n_pcs=10, genotype_model="mosaic", segment_cm=2.0, min_maf=0.01,
                        n_chromosomes=1, related_fraction=0.0, relationships=RELATIONSHIPS,
                        ibd_segment_cm=None, polygenic_h2=0.0, noise_level=None,
-                       bias_strength=None, realism="basic", return_tissues=False,
-                       return_displacement=False, random_state=None, verbose=0):
+                       bias_strength=None, realism="basic", causal_genes=None,
+                       return_tissues=False, return_displacement=False, random_state=None,
+                       verbose=0):
     """Simulate a cohort of paired T1/T2 brain volumes with genotypes and known truth.
 
     Parameters
@@ -269,6 +332,15 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
         and each subject's own non-heritable high-dimensional anatomical variability (a
         smooth random warp of 1.5 mm RMS). Genotypes, factors, age and disorder are the same
         as with ``'basic'`` for the same ``random_state``.
+    causal_genes : sequence of str or None, default=None
+        Gene symbols (GENCODE 32, chr22, GRCh37) that carry the causal SNPs of the shared
+        shape factors: causal SNP ``k`` of ``shape_j`` is drawn among the SNPs (sample MAF
+        >= 0.05) inside gene ``(j n_causal + k) mod len(causal_genes)`` +- 10 kb, so every
+        gene is causal once ``n_heritable * n_causal >= len(causal_genes)``. The
+        modality-specific factors keep causal SNPs drawn anywhere. This plants a known
+        gene -> drug-class path (e.g. the chr22 targets of one drug class) for the
+        gene-based test and the drug-target enrichment; ``truth.causal`` gains ``gene``.
+        Needs the real chr22 genotypes (``n_chromosomes=1``, ``related_fraction=0``).
     return_tissues : bool, default=False
         Also return the warped tissue fractions ``tissues`` (n, 3, D, H, W), channels
         ``('gm', 'wm', 'csf')``.
@@ -387,6 +459,9 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
                                      min_maf=min_maf, random_state=rng_geno)
     af = G.mean(axis=0) / 2.0
     maf = np.minimum(af, 1 - af)
+    gene_symbols = gene_snps = None
+    if causal_genes is not None:
+        gene_symbols, gene_snps = _gene_snps(snps, maf, causal_genes)
 
     age = np.clip(rng_pheno.normal(AGE_MEAN, AGE_SD, n), *AGE_RANGE)
     age_z = (age - AGE_MEAN) / AGE_SD
@@ -407,12 +482,16 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
         background, bg_idx, bg_effects = _polygenic_backgrounds(G, snps, len(specs), rng_poly)
         poly_values, poly_effects = {}, {}
     for j, (name, h, mods, effect) in enumerate(specs):
+        idx = in_gene = None
+        if gene_snps is not None and j < n_heritable:  # a shared shape factor
+            idx, in_gene = _draw_in_genes(rng_pheno, gene_snps, n_causal, j * n_causal)
         if background is None:
-            val, gen, idx, b_std, b_allele = _heritable_factor(G, maf, rng_pheno, n_causal, h)
+            val, gen, idx, b_std, b_allele = _heritable_factor(G, maf, rng_pheno, n_causal, h,
+                                                               idx=idx)
         else:
             h_bg = min(polygenic_h2, h)
             val, gen, idx, b_std, b_allele, scale = _heritable_factor(
-                G, maf, rng_pheno, n_causal, h, background[:, j], h_bg)
+                G, maf, rng_pheno, n_causal, h, background[:, j], h_bg, idx=idx)
             poly_values[name] = scale * background[:, j]
             poly_effects[name] = scale * bg_effects[:, j]
         values[name], genetic[name] = val, gen
@@ -425,6 +504,9 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
         causal.append(pd.DataFrame({"factor": name, "snp_index": idx,
                                     "variant_id": snps["id"].to_numpy()[idx],
                                     "beta_std": b_std, "beta_allele": b_allele}))
+        if gene_snps is not None:
+            causal[-1]["gene"] = (None if in_gene is None else
+                                  [gene_symbols[i] for i in in_gene])
     values["age"] = age_z
     rows.append(dict(name="age", kind="age", modalities=("t1", "t2"), effect="deformation",
                      h2=np.nan, realised_h2=np.nan, n_causal=0))
@@ -464,6 +546,8 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
                     deformation_scale=pd.Series(1.0, index=ids, name="deformation_scale")),
         DESCR=__doc__,
     )
+    if gene_symbols is not None:
+        bunch.truth.causal_genes = gene_symbols
     if related:
         bunch.pedigree = pedigree
         bunch.truth.expected_relatedness = relatedness

@@ -10,6 +10,7 @@ _LAZY = {
     "GeneBasedTest": "gene_test",
     "ProWAS": "prowas",
     "DrugTargetEnrichment": "drugs",
+    "CrossModalTargets": "shared",
 }
 
 __all__ = sorted(_LAZY)

@@ -156,16 +156,25 @@ class DrugTargetEnrichment(BaseEstimator):
         Classes with fewer target genes in the background are not tested.
     alpha : float, default=0.05
         BH-FDR level of ``significant``.
+    tarone : bool, default=True
+        Count in the FDR only the classes that could reach ``alpha``: a class whose
+        smallest attainable p (all its background genes among the hits, given the number
+        of hits) exceeds ``alpha`` cannot be significant whatever the data, and counting
+        it only dilutes the correction (Tarone, Biometrics 1990; for the FDR Gilbert,
+        J R Stat Soc C 2005). Such classes keep their p-value, ``testable`` False and
+        ``q_value`` NaN. With a small background (one chromosome: a dozen drug-target
+        genes) most classes are untestable. False: BH over every class (GREP's).
 
     Attributes
     ----------
     results_ : pandas.DataFrame
         One row per tested class, smallest p first: ``drug_class, a, b, c, d,
-        n_class_genes, odds_ratio, p_value, q_value, significant, genes`` (the input
-        genes in the class, ``;``-joined) and ``drugs`` (the drugs of the class that
-        target them).
+        n_class_genes, odds_ratio, p_value, q_value, significant, testable,
+        min_attainable_p, genes`` (the input genes in the class, ``;``-joined) and
+        ``drugs`` (the drugs of the class that target them).
     background_ : list of str
-        Genes targeted by any drug of the table.
+        Genes targeted by any drug of the table (and in ``universe`` when given to
+        :meth:`fit`).
     genes_ : list of str
         The input genes in the background (upper case).
     unknown_genes_ : list of str
@@ -185,15 +194,17 @@ class DrugTargetEnrichment(BaseEstimator):
         "atc_level": [Interval(Integral, 1, 5, closed="both")],
         "min_class_genes": [Interval(Integral, 1, None, closed="left")],
         "alpha": [Interval(Real, 0, 1, closed="neither")],
+        "tarone": ["boolean"],
     }
 
     def __init__(self, table=None, class_system="PA", *, atc_level=1, min_class_genes=1,
-                 alpha=0.05):
+                 alpha=0.05, tarone=True):
         self.table = table
         self.class_system = class_system
         self.atc_level = atc_level
         self.min_class_genes = min_class_genes
         self.alpha = alpha
+        self.tarone = tarone
 
     def _table(self):
         if self.table is None:
@@ -208,8 +219,27 @@ class DrugTargetEnrichment(BaseEstimator):
             return t
         return read_grep_table(self.table, atc_level=self.atc_level)
 
-    def fit(self, genes, y=None):
-        """Test every drug class for the genes ``genes`` (a list of gene symbols)."""
+    def fit(self, genes, y=None, *, universe=None):
+        """Test every drug class for the genes ``genes`` (a list of gene symbols).
+
+        Parameters
+        ----------
+        genes : list of str
+            The gene symbols to test (e.g. the significant genes of a gene-based test).
+        y : ignored
+        universe : list of str, optional
+            The genes that *could* have been in ``genes``: every gene the gene-based test
+            tested. The background is then the drug-target genes among them (a gene that
+            was never tested cannot be a hit, and counting it in ``b`` or ``d`` biases the
+            test towards 1), and a class is tested only where it has at least
+            ``min_class_genes`` genes in that background, so the FDR runs over the classes
+            that could be enriched. None: GREP's background, every drug-target gene of
+            the table. ``genes`` outside the universe raise an error.
+
+        Returns
+        -------
+        self
+        """
         from scipy.stats import hypergeom
 
         self._validate_params()
@@ -221,6 +251,17 @@ class DrugTargetEnrichment(BaseEstimator):
                              "significant genes of GeneBasedTest.results_).")
         t = self._table()
         background = set(t["gene"])
+        if universe is not None:
+            if isinstance(universe, str):
+                raise TypeError("universe must be a list of gene symbols, not one string.")
+            uni = {str(g).strip().upper() for g in universe if str(g).strip()}
+            outside = [g for g in query if g not in uni]
+            if outside:
+                raise ValueError(f"{len(outside)} of the genes are not in universe (e.g. "
+                                 f"{outside[:3]}); the universe must hold every tested gene, "
+                                 "hits included.")
+            background &= uni
+            t = t[t["gene"].isin(background)]
         self.background_ = sorted(background)
         self.genes_ = [g for g in query if g in background]
         self.unknown_genes_ = [g for g in query if g not in background]
@@ -248,10 +289,18 @@ class DrugTargetEnrichment(BaseEstimator):
             orr = (a * d).astype(float) / (b * c).astype(float)
         orr[(a * d == 0) & (b * c == 0)] = np.nan
         res["odds_ratio"] = orr
-        res["q_value"] = _bh(res["p_value"].to_numpy())
+        # smallest p a class could reach: all its background genes among the K hits
+        n_c = a + b
+        res["min_attainable_p"] = (hypergeom.sf(np.minimum(n_c, K) - 1, N, n_c, K)
+                                   if len(res) else [])
+        res["testable"] = (res["min_attainable_p"] <= self.alpha if self.tarone
+                           else np.ones(len(res), dtype=bool))
+        q = np.full(len(res), np.nan)
+        q[res["testable"].to_numpy()] = _bh(res.loc[res["testable"], "p_value"].to_numpy())
+        res["q_value"] = q
         res["significant"] = res["q_value"] <= self.alpha
         cols = ["drug_class", "a", "b", "c", "d", "n_class_genes", "odds_ratio", "p_value",
-                "q_value", "significant", "genes", "drugs"]
+                "q_value", "significant", "testable", "min_attainable_p", "genes", "drugs"]
         self.results_ = (res[cols].sort_values(["p_value", "drug_class"], kind="stable")
                          .reset_index(drop=True))
         return self

@@ -301,6 +301,12 @@ class GeneBasedTest(BaseEstimator):
     combine : {'modality', 'none'}, default='modality'
         ``'modality'``: also the across-dimension test of every modality with two or
         more phenotypes (in :attr:`modality_results_`).
+    per_phenotype : bool, default=True
+        Test every phenotype (dimension) on its own (``results_``). False, with
+        ``combine='modality'``: only the combined test of each modality
+        (``modality_results_``; ``results_`` is then empty), e.g. 128 dimensions x 2
+        modalities tested as 2 tests per gene instead of 258 (the p-value inversions are
+        the test's cost).
     dim_correlation : pandas.DataFrame, optional
         Correlation ``rho`` of the phenotypes (index and columns: phenotype names) under
         the null, e.g. the phenotypes' own correlation on the GWAS samples. Default:
@@ -366,6 +372,7 @@ class GeneBasedTest(BaseEstimator):
         "genes": [pd.DataFrame, None],
         "gene_kind": [StrOptions({"codinglike", "all"})],
         "combine": [StrOptions({"modality", "none"})],
+        "per_phenotype": ["boolean"],
         "dim_correlation": [pd.DataFrame, None],
         "eigen_tol": [Interval(Real, 0, 1, closed="left")],
         "max_snps": [Interval(Integral, 1, None, closed="left"), None],
@@ -375,13 +382,14 @@ class GeneBasedTest(BaseEstimator):
     }
 
     def __init__(self, window=10, ld_reference=None, *, genes=None, gene_kind="codinglike",
-                 combine="modality", dim_correlation=None, eigen_tol=1e-6, max_snps=None,
-                 z_from="auto", alpha=0.05, verbose=0):
+                 combine="modality", per_phenotype=True, dim_correlation=None,
+                 eigen_tol=1e-6, max_snps=None, z_from="auto", alpha=0.05, verbose=0):
         self.window = window
         self.ld_reference = ld_reference
         self.genes = genes
         self.gene_kind = gene_kind
         self.combine = combine
+        self.per_phenotype = per_phenotype
         self.dim_correlation = dim_correlation
         self.eigen_tol = eigen_tol
         self.max_snps = max_snps
@@ -437,6 +445,9 @@ class GeneBasedTest(BaseEstimator):
         self._validate_params()
         t0 = time.perf_counter()
         _window_bp(self.window)
+        if not self.per_phenotype and self.combine != "modality":
+            raise ValueError("per_phenotype=False leaves only the per-modality tests: use it "
+                             "with combine='modality'.")
         if self.ld_reference is None:
             raise ValueError(
                 "GeneBasedTest needs an LD reference: pass ld_reference= a Genotypes, a "
@@ -512,14 +523,16 @@ class GeneBasedTest(BaseEstimator):
             lam = self._eig(R)
             Zg = Z[s_idx]
             info = genes.iloc[g]
-            rows.extend(self._test_gene(info, snps, s_idx, Zg, lam, phenotypes))
+            if self.per_phenotype:
+                rows.extend(self._test_gene(info, snps, s_idx, Zg, lam, phenotypes))
             for m, js in modalities.items():
                 mrows.extend(self._test_modality(info, snps, s_idx, Zg[:, js], lam, mu[m], m))
         self.results_ = self._finish(pd.DataFrame(rows), "phenotype")
         self.modality_results_ = (self._finish(pd.DataFrame(mrows), "modality")
                                   if self.combine == "modality" else None)
-        self.n_genes_ = int(self.results_["gene_key"].nunique()) if len(self.results_) else 0
-        self.results_ = self.results_.drop(columns="gene_key")
+        tested = [r["gene_key"] for r in (rows or mrows)]
+        self.n_genes_ = len(set(tested))
+        self.results_ = self.results_.drop(columns="gene_key", errors="ignore")
         if self.modality_results_ is not None:
             self.modality_results_ = self.modality_results_.drop(columns="gene_key",
                                                                  errors="ignore")

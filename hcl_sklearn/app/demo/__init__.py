@@ -14,6 +14,10 @@ Stages (each a function of the previous stages' results):
 4. **heritability** of every dimension (REML on one GRM) and the T1 x T2 **genetic
    correlation** of the contrastive dimensions;
 5. **GWAS** of every dimension (:class:`~hcl_sklearn.CrossModalGWAS`): loci and T1∩T2 overlap;
+   then **targets**: the gene-based test of each modality's dimensions
+   (:class:`~hcl_sklearn.GeneBasedTest`), drug-target enrichment of the T1, T2 and shared
+   genes (:class:`~hcl_sklearn.CrossModalTargets`); the shared factors' causal SNPs lie in
+   the chr22 target genes of one DrugCentral class, a planted gene → drug-class path;
 6. **evaluation**: alignment, age prediction, disorder classification, and per planted
    factor the held-out ridge R² and the causal regions found, shared and modality-specific
    heritable factors apart;
@@ -48,8 +52,8 @@ from .config import (COLORS, EMBEDDINGS, LABELS, SECTIONS, DemoConfig,  # noqa: 
 from .sections import build_report
 from .stages import (_STAGES, _need, _stage_comparison, _stage_embed,  # noqa: F401
                      _stage_evaluation, _stage_genetic_correlation, _stage_gwas,
-                     _stage_heritability, _stage_relatives, _stage_simulate, _stage_train,
-                     _stage_truth)
+                     _stage_heritability, _stage_relatives, _stage_simulate,
+                     _stage_targets, _stage_train, _stage_truth)
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +97,7 @@ def run_demo(output_dir="hcl_report", *, quick=False, config=None, verbose=1, **
         "heritability": lambda: _stage_heritability(config, results, verbose),
         "genetic_correlation": lambda: _stage_genetic_correlation(config, results),
         "gwas": lambda: _stage_gwas(config, results, verbose),
+        "targets": lambda: _stage_targets(config, results),
         "relatives": lambda: _stage_relatives(config, results),
         "evaluation": lambda: _stage_evaluation(config, results),
         "truth": lambda: _stage_truth(config, results),

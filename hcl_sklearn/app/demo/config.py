@@ -28,8 +28,8 @@ SHARED, SPECIFIC = "shared", "modality-specific"
 
 #: Report section ids, in order (the demo test checks every one is present).
 SECTIONS = ("overview", "training", "alignment", "age", "disorder", "heritability",
-            "genetic-correlation", "gwas", "relatives", "loci-overlap", "truth", "comparison",
-            "reproduce")
+            "genetic-correlation", "gwas", "targets", "relatives", "loci-overlap", "truth",
+            "comparison", "reproduce")
 
 
 class StageUnavailable(RuntimeError):
@@ -48,6 +48,10 @@ class DemoConfig:
     shape: tuple = (24, 28, 24)
     n_causal: int = 5
     h2: float = 0.6
+    #: the shared factors' causal SNPs lie in the chr22 target genes of this drug class
+    #: (DrugCentral, ``drug_class_system``): the planted gene -> drug-class path
+    planted_drug_class: str = "Enzyme Inhibitors"
+    drug_class_system: str = "PA"
     realism: str = "basic"
     encoder: str = "cnn"
     cnn_widths: tuple = (8, 16)

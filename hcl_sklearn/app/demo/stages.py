@@ -39,11 +39,29 @@ def _need(module, attr=None):
     return getattr(mod, attr) if attr else mod
 
 
+def planted_genes(drug_class, class_system="PA", chrom="22"):
+    """The genes of ``chrom`` (GENCODE 32) targeted by drugs of a DrugCentral class."""
+    load_drugcentral = _need("targets.drugs", "load_drugcentral")
+    load_genes = _need("targets.genes", "load_genes")
+    table = load_drugcentral(class_system)
+    in_class = set(table.loc[table["drug_class"] == drug_class, "gene"])
+    if not in_class:
+        raise ValueError(f"DrugCentral has no {class_system} class {drug_class!r}.")
+    genes = load_genes()
+    on_chrom = genes.loc[genes["chrom"].astype(str) == chrom, "symbol"]
+    out = sorted(set(on_chrom) & in_class)
+    if not out:
+        raise ValueError(f"class {drug_class!r} has no target gene on chromosome {chrom}.")
+    return out
+
+
 def _stage_simulate(cfg, results):
     make_paired_cohort = _need("datasets", "make_paired_cohort")
+    genes = (planted_genes(cfg.planted_drug_class, cfg.drug_class_system)
+             if cfg.planted_drug_class else None)
     cohort = make_paired_cohort(n_subjects=cfg.n_subjects, shape=tuple(cfg.shape),
                                 n_causal=cfg.n_causal, h2=cfg.h2, realism=cfg.realism,
-                                random_state=cfg.random_state)
+                                causal_genes=genes, random_state=cfg.random_state)
     ids = pd.Index(np.asarray(cohort.subject_ids).astype(str), name="subject_id")
     rng = np.random.default_rng(cfg.random_state)
     perm = rng.permutation(len(ids))
@@ -217,6 +235,46 @@ def _stage_gwas(cfg, results, verbose):
     for kind, e in emb.items():
         out[kind] = CrossModalGWAS(genotypes, covariates=cov).fit(e["pcs"])
     return out
+
+
+def _targets_one(gwas, genotypes, class_system):
+    from hcl_sklearn.targets.drugs import DrugTargetEnrichment
+    from hcl_sklearn.targets.gene_test import GeneBasedTest
+    from hcl_sklearn.targets.shared import CrossModalTargets
+
+    gt = GeneBasedTest(ld_reference=genotypes, per_phenotype=False).fit(gwas.sumstats_)
+    return CrossModalTargets(enrichment=DrugTargetEnrichment(
+        class_system=class_system)).fit(gt)
+
+
+def _stage_targets(cfg, results):
+    """Gene-based test of each embedding's GWAS, drug-target enrichment, T1/T2/shared."""
+    from joblib import Parallel, delayed
+
+    sim = _get(results, "simulate")
+    gw = _get(results, "gwas")
+    _need("targets.shared", "CrossModalTargets")
+    genotypes = _genotypes(sim)
+    planted = list(getattr(sim["cohort"].truth, "causal_genes", []) or [])
+    # one process per embedding (the gene test's p-value inversions are Python-bound)
+    fits = Parallel(n_jobs=min(len(gw), 2))(
+        delayed(_targets_one)(g, genotypes, cfg.drug_class_system) for g in gw.values())
+    out, rows = dict(zip(gw, fits)), {}
+    for kind, cm in out.items():
+        shared = set(cm.genes_.loc[cm.genes_["shared"], "gene"])
+        row = {**{f"genes_{m}": int(cm.summary_.loc["genes", m]) for m in cm.modalities_},
+               "genes_shared": int(cm.summary_.loc["genes", "shared"]),
+               "planted_genes_shared": f"{len(shared & set(planted))}/{len(planted)}"}
+        if cfg.planted_drug_class:
+            d = cm.drugs_.dropna(subset=["p_shared"]).sort_values(
+                "p_shared", kind="stable").reset_index(drop=True)
+            hit = d.index[d["drug_class"] == cfg.planted_drug_class]
+            row["planted_class_rank"] = int(hit[0]) + 1 if len(hit) else np.nan
+            row["planted_class_p"] = float(d.loc[hit[0], "p_shared"]) if len(hit) else np.nan
+            row["planted_class_q"] = float(d.loc[hit[0], "q_shared"]) if len(hit) else np.nan
+            row["drug_classes_shared_genes"] = int(d["significant_shared"].sum())
+        rows[LABELS[kind]] = row
+    return {"fits": out, "table": pd.DataFrame(rows).T, "planted": planted}
 
 
 def _stage_relatives(cfg, results):
@@ -400,6 +458,7 @@ _STAGES = (
     ("heritability", "Heritability (REML)"),
     ("genetic_correlation", "T1 x T2 genetic correlation"),
     ("gwas", "Cross-modal GWAS"),
+    ("targets", "Genes and drug classes (gene-based test, drug-target enrichment)"),
     ("relatives", "GWAS on related subjects: OLS vs mixed model"),
     ("evaluation", "Alignment, age and disorder evaluation"),
     ("truth", "Recovery of the planted truth"),
