@@ -264,11 +264,12 @@ def _cmd_gwas(args):
         from ..genetics import load_grm
 
         grm = load_grm(args.grm)
-    gw = CrossModalGWAS(g, model=args.model, grm=grm, loco=not args.no_loco,
-                        covariates=cov, alpha=args.alpha, maf=args.maf,
-                        verbose=0 if args.quiet else 1).fit(Y)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    gw = CrossModalGWAS(g, model=args.model, grm=grm, loco=not args.no_loco,
+                        covariates=cov, alpha=args.alpha, maf=args.maf,
+                        out_dir=out / "blocks" if args.resumable else None,
+                        verbose=0 if args.quiet else 1).fit(Y)
     if args.format == "parquet":
         gw.to_parquet(out / "sumstats.parquet")
     else:
@@ -438,6 +439,9 @@ def build_parser():
                         "Parquet (float64, needs pyarrow)")
     p.add_argument("--no-plots", action="store_true",
                    help="skip miami.png / manhattan.png and qq.png")
+    p.add_argument("--resumable", action="store_true",
+                   help="write each finished block of SNPs to OUT/blocks/; the same command "
+                        "run again after a crash or kill computes only the missing blocks")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_gwas)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from numbers import Integral, Real
@@ -131,6 +132,14 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
         ``backend='numpy'`` SNP blocks are processed by ``n_jobs`` threads in parallel,
         each with one BLAS thread (decoding, products, statistics and p-values all run
         in parallel); the torch backend uses one thread and ``n_jobs`` BLAS threads.
+    out_dir : str or path-like, optional
+        Folder for the per-block results (``blocks/<start>-<end>.npz``, each written
+        atomically, and ``run.json``, the run's fingerprint). A run killed part-way and
+        started again with the same inputs reads the finished blocks and computes only
+        the rest, giving the same results; a folder of a different run (other genotypes,
+        phenotypes, covariates or settings) raises ``OutDirMismatchError`` naming what
+        differs. With a folder, blocks are exactly ``block_size`` SNPs whatever the
+        number of threads. Blocks read back are counted in ``block_store_.n_loaded``.
     verbose : int, default=0
         ``> 0`` shows a progress bar over SNP blocks.
 
@@ -208,6 +217,7 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
         "overlap": [tuple, list],
         "dtype": [StrOptions({"float64", "float32"})],
         "n_jobs": [Interval(Integral, 1, None, closed="left"), None],
+        "out_dir": [str, os.PathLike, None],
         "verbose": ["verbose"],
     }
     #: data-valued parameters shared (not copied) by ``clone``
@@ -217,7 +227,8 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
                  covariates=None, covariate_policy=None,
                  alpha=5e-8, maf=0.01, block_size=2048, device="auto", backend=None,
                  clump_r2=0.1, clump_window=250_000, clump_p2=1e-2, locus_pad=125_000,
-                 overlap=("t1", "t2"), dtype="float64", n_jobs=None, verbose=0):
+                 overlap=("t1", "t2"), dtype="float64", n_jobs=None, out_dir=None,
+                 verbose=0):
         self.genotypes = genotypes
         self.model = model
         self.grm = grm
@@ -237,6 +248,7 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
         self.overlap = overlap
         self.dtype = dtype
         self.n_jobs = n_jobs
+        self.out_dir = out_dir
         self.verbose = verbose
 
     # ------------------------------------------------------------------ validation
@@ -392,6 +404,10 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
         # units of work: at most block_size SNPs, at least ~8 per thread (balance)
         n_par = n_threads if backend == "numpy" else 1
         bs = int(min(self.block_size, max(sub, -(-M // (8 * n_par)))))
+        store = None
+        if self.out_dir is not None:      # block boundaries must not depend on the threads
+            bs = int(self.block_size)
+            store = self._block_store(geno, Y, bs, backend)
         sub = min(sub, bs)
         sub = -(-bs // -(-bs // sub))                   # equal sub-blocks
         n_workers = min(n_par, -(-M // bs))
@@ -424,7 +440,7 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
                                    user_api="blas")
             try:
                 part = run_blocks(scan, starts, n_workers=min(n_workers, len(starts)),
-                                  verbose=self.verbose)
+                                  verbose=self.verbose, store=store)
             finally:
                 limits.restore_original_limits()
             qc["mono"] += part["mono"]
@@ -477,6 +493,26 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
         logger.debug("fit: set-up %.3f s, scan %.3f s (%d threads), loci and lambda_GC "
                      "%.3f s", t_setup, t_scan, n_workers, t_loci)
         return self
+
+    def _block_store(self, geno, Y, bs, backend):
+        from .checkpoint import BlockStore, fingerprint
+
+        cov = self.covariates
+        if isinstance(cov, pd.Series):
+            cov = cov.to_frame()
+        grm = None
+        if self.grm is not None:
+            g = self.grm.to_numpy(dtype=float)
+            grm = [list(self.grm.index.astype(str)[:3]), g.shape[0],
+                   float(np.trace(g)), float(g.sum())]
+        settings = {"model": self.model, "loco": bool(self.loco),
+                    "h2": None if self.h2 is None else np.atleast_1d(self.h2).tolist(),
+                    "maf": float(self.maf), "dtype": str(self.dtype), "block_size": bs,
+                    "covariate_policy": repr(self.covariate_policy), "grm": grm,
+                    "backend": backend}
+        store = BlockStore(self.out_dir, fingerprint(geno, Y, cov, settings)).open()
+        self.block_store_ = store
+        return store
 
     def _lmm_segments(self, geno, union_ids, groups, n_threads):
         """Yield ``(start, stop, label)`` SNP ranges, with each group's mixed-model kernel

@@ -125,11 +125,15 @@ class BlockScan:
                     overwrite_G=Gg is not G or (own and len(groups) == 1))
         return s_u, g2_u
 
+    def stop(self, start):
+        """End (exclusive) of the block starting at SNP ``start``."""
+        M = self.results.tested.shape[0]
+        return min(start + self.block_size, M if self.end is None else self.end)
+
     def process(self, start, st):
         """Scan the block starting at SNP ``start``; return (n monomorphic, n low MAF)."""
         res, groups = self.results, self.groups
-        M = res.tested.shape[0]
-        stop = min(start + self.block_size, M if self.end is None else self.end)
+        stop = self.stop(start)
         m = stop - start
         s_u, g2_u = self._decode_and_multiply(start, m, st)
         n_u = self.n_rows
@@ -162,8 +166,11 @@ class BlockScan:
         return int(mono.sum()), int(low.sum())
 
 
-def run_blocks(scan, starts, *, n_workers=1, verbose=0):
+def run_blocks(scan, starts, *, n_workers=1, verbose=0, store=None):
     """Run ``scan.process`` on every block start, on ``n_workers`` threads.
+
+    With a :class:`~.checkpoint.BlockStore`, a block already on disk is read instead of
+    computed, and every computed block is written there before the next is taken.
 
     Returns
     -------
@@ -186,7 +193,14 @@ def run_blocks(scan, starts, *, n_workers=1, verbose=0):
                     start = next(todo, None)
                 if start is None:
                     return
-                n_mono, n_low = scan.process(start, st)
+                end = scan.stop(start)
+                done = None if store is None else store.load(start, end, scan.results)
+                if done is None:
+                    n_mono, n_low = scan.process(start, st)
+                    if store is not None:
+                        store.save(start, end, scan.results, (n_mono, n_low))
+                else:
+                    n_mono, n_low = done
                 with lock:
                     qc["mono"] += n_mono
                     qc["low"] += n_low
