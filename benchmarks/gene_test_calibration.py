@@ -17,7 +17,7 @@ summary statistics holding only that gene's SNPs (+- 10 kb).
 Prints lambda_GC, the KS p against U(0, 1), the fraction of p < 0.05 and < 0.01 (binomial SE
 beside) and the time. Usage::
 
-    python benchmarks/gene_test_calibration.py [n_trials] [seed]
+    python benchmarks/gene_test_calibration.py [n_trials] [seed] [only: 'per' | 'across']
 """
 
 import sys
@@ -76,24 +76,8 @@ def long_sumstats(snps, res, names, rows_of):
     return pd.concat(frames, ignore_index=True)
 
 
-def main(n_trials=1000, seed=0):
-    rng = np.random.default_rng(seed)
-    G, snps = load_reference_panel()
-    G = G.astype(np.float64)
+def per_dimension(G, snps, ref, genes, by_gene, gene_ids, rng, n_trials):
     n = G.shape[0]
-    ref = Genotypes.from_array(G, [f"s{i}" for i in range(n)],
-                               snps[["chrom", "pos", "variant_id", "a1", "a2"]])
-    genes = load_genes()
-    genes = genes[genes["chrom"].astype(str) == "22"].reset_index(drop=True)
-    pairs = assign_snps(snps, genes, window=WINDOW_KB)
-    by_gene = {g: grp["snp_index"].to_numpy() for g, grp in pairs.groupby("gene_index")}
-    gene_ids = np.array(sorted(by_gene))
-    print(f"panel {n} samples x {G.shape[1]} SNPs; {len(gene_ids)} chr22 genes with SNPs "
-          f"within {WINDOW_KB} kb; {n_trials} independent trials per test", flush=True)
-    out = []
-
-    # -- per dimension -------------------------------------------------------------------
-    t0 = time.perf_counter()
     pick = rng.choice(gene_ids, n_trials)
     Y = rng.standard_normal((n, n_trials))
     names = [f"p{k:05d}" for k in range(n_trials)]
@@ -104,11 +88,11 @@ def main(n_trials=1000, seed=0):
                          "start": genes["start"].to_numpy()[pick]})
     got = fit.results_.merge(want, on=["phenotype", "gene", "start"])
     assert len(got) == n_trials, (len(got), n_trials)
-    out.append(summary("per dimension (sum_s z^2)", got["p_value"], time.perf_counter() - t0))
-    print(pd.DataFrame(out[-1:]).to_string(index=False), flush=True)
+    return got["p_value"].to_numpy()
 
-    # -- across the dimensions of a modality, known rho ----------------------------------
-    t0 = time.perf_counter()
+
+def across_dimensions(G, snps, ref, genes, by_gene, gene_ids, rng, n_trials):
+    n = G.shape[0]
     pick = rng.choice(gene_ids, n_trials)
     C = RHO * np.ones((DIMS, DIMS)) + (1 - RHO) * np.eye(DIMS)
     L = np.linalg.cholesky(C)
@@ -124,25 +108,54 @@ def main(n_trials=1000, seed=0):
                          "start": genes["start"].to_numpy()[pick]})
     got = fit.modality_results_.merge(want, on=["modality", "gene", "start"])
     assert len(got) == n_trials, (len(got), n_trials)
-    out.append(summary(f"across {DIMS} dims, rho {RHO} known", got["p_value"],
-                       time.perf_counter() - t0))
-    print(pd.DataFrame(out[-1:]).to_string(index=False), flush=True)
+    return got["p_value"].to_numpy()
 
-    # -- rho as the estimator estimates it by default (all chr22 SNPs) -------------------
-    t0 = time.perf_counter()
-    est = []
-    for _ in range(3):
-        Y = np.hstack([rng.standard_normal((n, DIMS)) @ L.T for _ in range(2)])
-        names = [f"t1_{d}" for d in range(DIMS)] + [f"t2_{d}" for d in range(DIMS)]
-        res = ols_association(G, Y)
-        sample = np.corrcoef(Y[:, :DIMS], rowvar=False)
-        ss = long_sumstats(snps, res, names, [np.arange(len(snps))] * len(names))
-        f = GeneBasedTest(window=WINDOW_KB, ld_reference=ref).fit(ss)
-        off = ~np.eye(DIMS, dtype=bool)
-        est.append(f"{f.dim_correlation_['t1'].to_numpy()[off].mean():.3f} "
-                   f"(sample {sample[off].mean():.3f})")
-    print(f"default rho estimate, mean off-diagonal, 3 whole-chr22 fits (true {RHO}): "
-          f"{'; '.join(est)}; {time.perf_counter() - t0:.1f} s", flush=True)
+
+def main(n_trials=1000, seed=0, batch=1000, only=None):
+    rng = np.random.default_rng(seed)
+    G, snps = load_reference_panel()
+    G = G.astype(np.float64)
+    n = G.shape[0]
+    ref = Genotypes.from_array(G, [f"s{i}" for i in range(n)],
+                               snps[["chrom", "pos", "variant_id", "a1", "a2"]])
+    genes = load_genes()
+    genes = genes[genes["chrom"].astype(str) == "22"].reset_index(drop=True)
+    pairs = assign_snps(snps, genes, window=WINDOW_KB)
+    by_gene = {g: grp["snp_index"].to_numpy() for g, grp in pairs.groupby("gene_index")}
+    gene_ids = np.array(sorted(by_gene))
+    print(f"panel {n} samples x {G.shape[1]} SNPs; {len(gene_ids)} chr22 genes with SNPs "
+          f"within {WINDOW_KB} kb; {n_trials} independent trials per test, in batches of "
+          f"{batch} (memory)", flush=True)
+    out = []
+    runs = {"per dimension (sum_s z^2)": per_dimension,
+            f"across {DIMS} dims, rho {RHO} known": across_dimensions}
+    for name, fn in runs.items():
+        if only and only not in name:
+            continue
+        t0 = time.perf_counter()
+        p = np.concatenate([fn(G, snps, ref, genes, by_gene, gene_ids, rng,
+                               min(batch, n_trials - b0))
+                            for b0 in range(0, n_trials, batch)])
+        out.append(summary(name, p, time.perf_counter() - t0))
+        print(pd.DataFrame(out[-1:]).to_string(index=False), flush=True)
+    if not only:
+        # -- rho as the estimator estimates it by default (all chr22 SNPs) ---------------
+        t0 = time.perf_counter()
+        est = []
+        C = RHO * np.ones((DIMS, DIMS)) + (1 - RHO) * np.eye(DIMS)
+        L = np.linalg.cholesky(C)
+        for _ in range(3):
+            Y = np.hstack([rng.standard_normal((n, DIMS)) @ L.T for _ in range(2)])
+            names = [f"t1_{d}" for d in range(DIMS)] + [f"t2_{d}" for d in range(DIMS)]
+            res = ols_association(G, Y)
+            sample = np.corrcoef(Y[:, :DIMS], rowvar=False)
+            ss = long_sumstats(snps, res, names, [np.arange(len(snps))] * len(names))
+            f = GeneBasedTest(window=WINDOW_KB, ld_reference=ref).fit(ss)
+            off = ~np.eye(DIMS, dtype=bool)
+            est.append(f"{f.dim_correlation_['t1'].to_numpy()[off].mean():.3f} "
+                       f"(sample {sample[off].mean():.3f})")
+        print(f"default rho estimate, mean off-diagonal, 3 whole-chr22 fits (true {RHO}): "
+              f"{'; '.join(est)}; {time.perf_counter() - t0:.1f} s", flush=True)
     table = pd.DataFrame(out)
     print()
     print(table.to_string(index=False))
@@ -151,4 +164,5 @@ def main(n_trials=1000, seed=0):
 
 if __name__ == "__main__":
     main(int(sys.argv[1]) if len(sys.argv) > 1 else 1000,
-         int(sys.argv[2]) if len(sys.argv) > 2 else 0)
+         int(sys.argv[2]) if len(sys.argv) > 2 else 0,
+         only=sys.argv[3] if len(sys.argv) > 3 else None)

@@ -28,8 +28,35 @@ class GRMError(ValueError):
     """A GRM is unusable (not square, ids differ on the two axes, not symmetric, NaN)."""
 
 
+def _grm_accumulate(genotypes, rows, block_size, scale, dtype, verbose=0):
+    """Upper triangle of sum_blocks X'X (standardized SNPs) and the SNPs used."""
+    from tqdm.auto import tqdm
+
+    syrk = blas.dsyrk if np.dtype(dtype) == np.float64 else blas.ssyrk
+    n = genotypes.n_samples if rows is None else len(rows)
+    K = np.zeros((n, n), dtype=dtype, order="F")
+    n_used = 0
+    blocks = genotypes.iter_blocks(block_size=block_size, samples=rows,
+                                   standardize=(scale == "empirical"), dtype=np.float64)
+    n_blocks = -(-genotypes.n_snps // int(block_size))
+    for _, X in tqdm(blocks, total=n_blocks, disable=verbose <= 0, desc="GRM blocks"):
+        if scale == "hwe":
+            p = X.mean(axis=0) / 2.0
+            keep = (p > 0) & (p < 1)
+            X = (X[:, keep] - 2.0 * p[keep]) / np.sqrt(2.0 * p[keep] * (1.0 - p[keep]))
+        else:
+            keep = np.any(X != 0, axis=0)
+            X = X[:, keep]
+        if X.shape[1] == 0:
+            continue
+        n_used += X.shape[1]
+        syrk(1.0, np.asfortranarray(X, dtype=dtype), beta=1.0, c=K, trans=0, lower=0,
+             overwrite_c=1)
+    return K, n_used
+
+
 def grm(genotypes, samples=None, *, scale="hwe", block_size=2048, dtype=np.float64,
-        verbose=0):
+        cluster=None, verbose=0):
     """Genomic relationship matrix of ``samples``, accumulated over blocks of SNPs.
 
     Parameters
@@ -47,6 +74,11 @@ def grm(genotypes, samples=None, *, scale="hwe", block_size=2048, dtype=np.float
         SNPs read per block. Peak memory is ``n^2 + n * block_size`` values.
     dtype : {numpy.float64, numpy.float32}
         Precision of the accumulation and of the result (float32 halves memory).
+    cluster : distributed.Client, dask cluster or str, optional
+        Accumulate chunks of SNPs as tasks on this dask.distributed cluster (a scheduler
+        address such as ``'tcp://host:8786'`` works too) and add the partial matrices on
+        the cluster; equal to the single-process GRM up to float64 roundoff of the sums
+        in another order. See :mod:`hcl_sklearn.genetics.gwas.distributed`.
     verbose : int
         If > 0, show a tqdm progress bar over blocks.
 
@@ -67,40 +99,24 @@ def grm(genotypes, samples=None, *, scale="hwe", block_size=2048, dtype=np.float
     >>> bool(abs(float(K.values.diagonal().mean()) - 1) < 0.1)
     True
     """
-    from tqdm.auto import tqdm
-
     if scale not in ("hwe", "empirical"):
         raise ValueError(f"scale must be 'hwe' or 'empirical'; got {scale!r}.")
     dtype = np.dtype(dtype)
-    if dtype == np.float64:
-        syrk = blas.dsyrk
-    elif dtype == np.float32:
-        syrk = blas.ssyrk
-    else:
+    if dtype not in (np.float64, np.float32):
         raise TypeError(f"dtype must be float64 or float32; got {dtype}.")
     rows = None if samples is None else genotypes.align(samples)
     ids = genotypes.iid if rows is None else genotypes.iid[rows]
     n = len(ids)
     if n == 0:
         raise ValueError("No samples requested: the GRM would be empty.")
-    K = np.zeros((n, n), dtype=dtype, order="F")
-    n_used = 0
-    blocks = genotypes.iter_blocks(block_size=block_size, samples=rows,
-                                   standardize=(scale == "empirical"), dtype=np.float64)
-    n_blocks = -(-genotypes.n_snps // int(block_size))
-    for _, X in tqdm(blocks, total=n_blocks, disable=verbose <= 0, desc="GRM blocks"):
-        if scale == "hwe":
-            p = X.mean(axis=0) / 2.0
-            keep = (p > 0) & (p < 1)
-            X = (X[:, keep] - 2.0 * p[keep]) / np.sqrt(2.0 * p[keep] * (1.0 - p[keep]))
-        else:
-            keep = np.any(X != 0, axis=0)
-            X = X[:, keep]
-        if X.shape[1] == 0:
-            continue
-        n_used += X.shape[1]
-        syrk(1.0, np.asfortranarray(X, dtype=dtype), beta=1.0, c=K, trans=0, lower=0,
-             overwrite_c=1)
+    if cluster is None:
+        K, n_used = _grm_accumulate(genotypes, rows, block_size, scale, dtype, verbose)
+    else:
+        from .gwas.distributed import grm_distributed
+
+        K, n_used = grm_distributed(genotypes, rows, block_size=block_size, scale=scale,
+                                    cluster=cluster)
+        K = np.asfortranarray(K, dtype=dtype)
     if n_used == 0:
         raise ValueError(
             "No polymorphic SNP among the requested samples: the GRM is undefined. "

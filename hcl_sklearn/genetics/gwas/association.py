@@ -325,6 +325,20 @@ class AssociationKernel:
             self.log10_pvalue(t, out=log10_p)
         return gg
 
+    def __getstate__(self):  # to a dask worker: the lock stays behind, the table travels
+        state = dict(self.__dict__)
+        state.pop("_log_p_lock")
+        state.pop("_torch", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._log_p_lock = threading.Lock()
+        if self.backend == "torch":  # pragma: no cover - a torch kernel on a worker
+            import torch
+
+            self._torch = torch
+
     def log_p_table(self):
         """The :class:`StudentLogP` of this kernel's df, built once (thread-safe)."""
         with self._log_p_lock:

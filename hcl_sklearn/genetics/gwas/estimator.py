@@ -140,6 +140,14 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
         phenotypes, covariates or settings) raises ``OutDirMismatchError`` naming what
         differs. With a folder, blocks are exactly ``block_size`` SNPs whatever the
         number of threads. Blocks read back are counted in ``block_store_.n_loaded``.
+    cluster : distributed.Client, dask cluster or str, optional
+        Run the SNP blocks as tasks on this dask.distributed cluster (a ``Client``, a
+        ``LocalCluster`` / dask-jobqueue cluster, or a scheduler address such as
+        ``'tcp://host:8786'``). Workers read their blocks from the ``.bed`` themselves
+        (a path every worker can open) or receive in-memory genotypes once; results equal
+        the single-process scan, and a task whose worker dies is retried. Works with
+        ``out_dir``. Needs ``pip install 'dask[distributed]'``. See
+        :mod:`hcl_sklearn.genetics.gwas.distributed`.
     verbose : int, default=0
         ``> 0`` shows a progress bar over SNP blocks.
 
@@ -218,17 +226,18 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
         "dtype": [StrOptions({"float64", "float32"})],
         "n_jobs": [Interval(Integral, 1, None, closed="left"), None],
         "out_dir": [str, os.PathLike, None],
+        "cluster": "no_validation",
         "verbose": ["verbose"],
     }
     #: data-valued parameters shared (not copied) by ``clone``
-    _shared_params = ("genotypes", "grm", "covariates")
+    _shared_params = ("genotypes", "grm", "covariates", "cluster")
 
     def __init__(self, genotypes=None, *, model="ols", grm=None, loco=True, h2=None,
                  covariates=None, covariate_policy=None,
                  alpha=5e-8, maf=0.01, block_size=2048, device="auto", backend=None,
                  clump_r2=0.1, clump_window=250_000, clump_p2=1e-2, locus_pad=125_000,
                  overlap=("t1", "t2"), dtype="float64", n_jobs=None, out_dir=None,
-                 verbose=0):
+                 cluster=None, verbose=0):
         self.genotypes = genotypes
         self.model = model
         self.grm = grm
@@ -249,6 +258,7 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
         self.dtype = dtype
         self.n_jobs = n_jobs
         self.out_dir = out_dir
+        self.cluster = cluster
         self.verbose = verbose
 
     # ------------------------------------------------------------------ validation
@@ -439,8 +449,15 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
             limits = _blas().limit(limits=1 if n_workers > 1 else n_threads,
                                    user_api="blas")
             try:
-                part = run_blocks(scan, starts, n_workers=min(n_workers, len(starts)),
-                                  verbose=self.verbose, store=store)
+                if self.cluster is None:
+                    part = run_blocks(scan, starts, n_workers=min(n_workers, len(starts)),
+                                      verbose=self.verbose, store=store)
+                else:
+                    from .distributed import run_blocks_distributed
+
+                    tables.join()            # the p-value tables travel with the kernels
+                    part = run_blocks_distributed(scan, starts, self.cluster, store=store,
+                                                  verbose=self.verbose)
             finally:
                 limits.restore_original_limits()
             qc["mono"] += part["mono"]

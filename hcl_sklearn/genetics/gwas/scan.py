@@ -68,12 +68,18 @@ class BlockScan:
     end : int, optional
         No block reaches past this SNP (the end of a chromosome, whose SNPs share the
         mixed model's leave-one-chromosome-out kernels).
+    n_snps, offset : int, optional
+        SNPs of the genotype source (default: the rows of ``results``), and the SNP of
+        ``results``' first row (a distributed worker holds one block's rows only).
     """
 
     def __init__(self, geno, groups, results, *, bed, rows, n_rows, block_size, sub_block,
-                 dtype, maf, mod_cols, end=None):
+                 dtype, maf, mod_cols, end=None, n_snps=None, offset=0):
         self.geno, self.groups, self.results = geno, groups, results
         self.end = end
+        # rows of ``results`` are SNPs offset.. (a worker's block-sized results)
+        self.n_snps = results.tested.shape[0] if n_snps is None else int(n_snps)
+        self.offset = int(offset)
         self.bed, self.rows, self.n_rows = bed, rows, n_rows
         self.block_size, self.sub_block = block_size, sub_block
         self.dtype, self.maf, self.mod_cols = dtype, maf, mod_cols
@@ -127,7 +133,7 @@ class BlockScan:
 
     def stop(self, start):
         """End (exclusive) of the block starting at SNP ``start``."""
-        M = self.results.tested.shape[0]
+        M = self.n_snps
         return min(start + self.block_size, M if self.end is None else self.end)
 
     def process(self, start, st):
@@ -140,7 +146,7 @@ class BlockScan:
         af = s_u / (2.0 * n_u)
         mono = ~(n_u * g2_u - s_u * s_u > 1e-12 * n_u * g2_u)
         low = ~mono & (np.minimum(af, 1.0 - af) < self.maf)
-        sl = slice(start, stop)
+        sl = slice(start - self.offset, stop - self.offset)
         for gi, grp in enumerate(groups):
             gs, gq = (x[:m] for x in st["sums"][gi])
             if len(groups) == 1:

@@ -1,0 +1,136 @@
+"""The GWAS scan and the GRM as tasks on a dask LocalCluster (2 worker processes): equal to
+the single-process results; a worker SIGKILLed mid-scan: its tasks retried, nothing lost;
+with out_dir, a cluster run resumes a single-process run's blocks."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+distributed = pytest.importorskip("distributed", reason="dask.distributed not installed")
+
+from hcl_sklearn import CrossModalGWAS  # noqa: E402
+from hcl_sklearn.datasets import make_paired_cohort  # noqa: E402
+from hcl_sklearn.genetics import Genotypes, grm  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, silence_logs=40) as lc:
+        with distributed.Client(lc) as c:
+            yield c
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from bed_reader import to_bed
+
+    b = make_paired_cohort(400, shape=None, n_causal=5, n_pcs=2, random_state=4)
+    prefix = tmp_path_factory.mktemp("dask") / "geno"
+    ids = np.asarray(b.subject_ids).astype(str)
+    to_bed(str(prefix) + ".bed", np.asarray(b.genotypes, dtype=np.int8), count_A1=True,
+           properties={"fid": ids, "iid": ids, "chromosome": b.snps["chrom"].astype(str),
+                       "sid": b.snps["id"].astype(str), "bp_position": b.snps["pos"],
+                       "allele_1": b.snps["a1"].astype(str),
+                       "allele_2": b.snps["a2"].astype(str)})
+    F = b.truth.factor_values
+    Y = pd.DataFrame({"t1_0": F["shape_1"], "t1_1": F["t1_myelin"], "t2_0": F["shape_2"],
+                      "t2_1": F["t2_wmh"]})
+    Y.index = Y.index.astype(str)
+    Y.iloc[::7, 1] = np.nan                         # a second missingness pattern
+    return {"geno": Genotypes.from_plink(str(prefix)), "Y": Y, "cov": b.covariates}
+
+
+def _equal(a, b):
+    # the same per-block code on the same block boundaries: bit-equal in practice; 1e-12
+    # relative allows another BLAS kernel on a worker (float64 roundoff of N = 400 sums)
+    for x, y in ((a._beta, b._beta), (a._se, b._se), (a._log10_p, b._log10_p),
+                 (a._freq, b._freq)):
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-300)
+    assert a.snp_qc_ == b.snp_qc_
+    assert {m: v.shape for m, v in a.loci_.items()} == {m: v.shape for m, v in b.loci_.items()}
+
+
+def test_cluster_gwas_equals_single_process(client, data):
+    kw = dict(covariates=data["cov"], block_size=512, n_jobs=1)
+    single = CrossModalGWAS(data["geno"], **kw).fit(data["Y"])
+    on_cluster = CrossModalGWAS(data["geno"], cluster=client, **kw).fit(data["Y"])
+    _equal(single, on_cluster)
+    # in-memory genotypes are sent to the workers once
+    arr = Genotypes.from_array(data["geno"].read(standardize=False), data["geno"].iid,
+                               data["geno"].snps)
+    _equal(single, CrossModalGWAS(arr, cluster=client, **kw).fit(data["Y"]))
+    # a scheduler address works as well as a Client
+    addr = client.scheduler.address
+    _equal(single, CrossModalGWAS(data["geno"], cluster=addr, **kw).fit(data["Y"]))
+
+
+def test_cluster_grm_equals_single_process(client, data):
+    from hcl_sklearn.genetics.gwas.distributed import grm_distributed
+
+    K1 = grm(data["geno"])
+    K2 = grm(data["geno"], cluster=client)
+    # tree of 8 partial sums of ~2000 SNPs each: float64 roundoff of sums of 15.9k terms
+    # in another order, ~1e-16 x sqrt(15.9k) x |terms| << 1e-12 of |K|
+    Kp, n_used = grm_distributed(data["geno"], None, block_size=256, scale="hwe",
+                                 cluster=client, chunk_snps=2000)
+    from hcl_sklearn.genetics.grm import _symmetrize_upper_inplace
+
+    Kp = np.asfortranarray(Kp)
+    _symmetrize_upper_inplace(Kp)
+    np.testing.assert_allclose(Kp / n_used, K1.to_numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(K2.to_numpy(), K1.to_numpy(), rtol=0, atol=1e-12)
+    assert n_used == K1.attrs["n_snps"] == K2.attrs["n_snps"]
+
+
+def test_a_worker_killed_mid_scan_loses_nothing(client, data):
+    """One worker process is SIGKILLed while the scan's 250 tasks run: the nanny restarts
+    it, the scheduler retries its tasks, and the results equal the single-process run."""
+    kw = dict(covariates=data["cov"], block_size=64, n_jobs=1)
+    single = CrossModalGWAS(data["geno"], **kw).fit(data["Y"])
+    pids = client.run(os.getpid)
+    victim = sorted(pids.values())[0]
+    seen = {}
+
+    def kill_when_running():
+        deadline = time.time() + 60
+        while time.time() < deadline:          # wait until tasks are on the workers
+            if any(client.processing().values()):
+                time.sleep(0.05)
+                os.kill(victim, signal.SIGKILL)
+                seen["killed"] = time.time()
+                return
+            time.sleep(0.005)
+
+    th = threading.Thread(target=kill_when_running)
+    th.start()
+    t0 = time.time()
+    result = CrossModalGWAS(data["geno"], cluster=client, **kw).fit(data["Y"])
+    th.join()
+    assert "killed" in seen and seen["killed"] < time.time()
+    assert seen["killed"] > t0
+    _equal(single, result)
+    client.wait_for_workers(2, timeout=60)
+    assert victim not in client.run(os.getpid).values()   # it was replaced
+
+
+def test_cluster_run_resumes_single_process_blocks(client, data, tmp_path):
+    kw = dict(covariates=data["cov"], block_size=1024, out_dir=tmp_path)
+    first = CrossModalGWAS(data["geno"], **kw).fit(data["Y"])
+    blocks = sorted((tmp_path / "blocks").glob("*.npz"))
+    for f in blocks[::2]:
+        f.unlink()                                   # half of them "lost"
+    again = CrossModalGWAS(data["geno"], cluster=client, **kw).fit(data["Y"])
+    assert again.block_store_.n_loaded == len(blocks) - len(blocks[::2])
+    assert again.block_store_.n_written == len(blocks[::2])
+    _equal(first, again)
+
+
+def test_bad_cluster_argument(data):
+    with pytest.raises(TypeError, match="cluster must be"):
+        CrossModalGWAS(data["geno"], cluster=42).fit(data["Y"])
