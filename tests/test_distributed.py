@@ -88,9 +88,19 @@ def test_cluster_grm_equals_single_process(client, data):
     assert n_used == K1.attrs["n_snps"] == K2.attrs["n_snps"]
 
 
-def test_a_worker_killed_mid_scan_loses_nothing(client, data):
+@pytest.fixture
+def own_client():
+    """A cluster of its own for the test that kills a worker (no other test shares it)."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, silence_logs=50) as lc:
+        with distributed.Client(lc) as c:
+            yield c
+
+
+def test_a_worker_killed_mid_scan_loses_nothing(own_client, data):
     """One worker process is SIGKILLed while the scan's 250 tasks run: the nanny restarts
     it, the scheduler retries its tasks, and the results equal the single-process run."""
+    client = own_client
     kw = dict(covariates=data["cov"], block_size=64, n_jobs=1)
     single = CrossModalGWAS(data["geno"], **kw).fit(data["Y"])
     pids = client.run(os.getpid)

@@ -59,8 +59,22 @@ def _portable(scan):
                                               scan.results.min_lp.shape[1])}
 
 
+def _one_blas_thread():
+    """A task is one thread of work (parallelism comes from the tasks): one BLAS thread,
+    so that worker threads x BLAS threads never oversubscribe the cores (OpenBLAS threads
+    spin while waiting, and an oversubscribed machine slows down many-fold)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _scan_task(spec, start):
     """One block on a worker: its rows of every result array and its QC counts."""
+    with _one_blas_thread():
+        return _scan_block(spec, start)
+
+
+def _scan_block(spec, start):
     P, n_groups, n_mod = spec["shapes"]
     stop = min(start + spec["block_size"],
                spec["n_snps"] if spec["end"] is None else spec["end"])
@@ -121,8 +135,9 @@ def _grm_task(genotypes, rows, lo, hi, block_size, scale):
     """Upper triangle of X'X over SNPs lo..hi (standardized as in :func:`~..grm.grm`)."""
     from ..grm import _grm_accumulate
 
-    return _grm_accumulate(genotypes.subset(np.arange(lo, hi)), rows, block_size, scale,
-                           np.float64)
+    with _one_blas_thread():
+        return _grm_accumulate(genotypes.subset(np.arange(lo, hi)), rows, block_size, scale,
+                               np.float64)
 
 
 def grm_distributed(genotypes, rows, *, block_size, scale, cluster, chunk_snps=None):
@@ -136,7 +151,10 @@ def grm_distributed(genotypes, rows, *, block_size, scale, cluster, chunk_snps=N
     chunk = int(chunk_snps or 8 * block_size)
     ranges = [(lo, min(lo + chunk, M)) for lo in range(0, M, chunk)]
     with client_for(cluster) as client:
-        g = client.scatter(genotypes, broadcast=True)
+        # a file source pickles as its path (workers reopen it): part of each task, so a
+        # task can run anywhere, again; in-memory genotypes are sent once to every worker
+        in_memory = isinstance(getattr(genotypes, "_source", None), np.ndarray)
+        g = client.scatter(genotypes, broadcast=True) if in_memory else genotypes
         parts = [client.submit(_grm_task, g, rows, lo, hi, block_size, scale, pure=False)
                  for lo, hi in ranges]
         while len(parts) > 1:
