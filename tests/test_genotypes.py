@@ -217,6 +217,27 @@ def test_bgen_reader_matches_plink_source(toy_plink, tmp_path):
         Genotypes.from_bgen(tmp_path / "absent.bgen")
 
 
+@pytest.mark.skipif(shutil.which("plink2") is None, reason="plink2 not installed")
+@pytest.mark.parametrize("keep", [0.3, 0.6, 0.95, -7])
+def test_truncated_bgen_is_a_clear_error(toy_plink, tmp_path, keep):
+    """A BGEN cut short (an interrupted copy) raises GenotypeFileError naming the file and
+    the fix, in this process: cbgen does not validate the file and crashes (SIGSEGV) on
+    one, so the package indexes it in a child process and checks its end."""
+    pytest.importorskip("cbgen")
+    prefix, G, iid = toy_plink
+    out = tmp_path / "toy"
+    subprocess.run(["plink2", "--bfile", str(prefix), "--export", "bgen-1.2", "bits=8",
+                    "--out", str(out), "--threads", "1", "--silent"], check=True)
+    data = (tmp_path / "toy.bgen").read_bytes()
+    cut = int(len(data) * keep) if keep > 0 else len(data) + keep   # -7: the last 7 bytes
+    bad = tmp_path / "cut.bgen"
+    bad.write_bytes(data[:cut])
+    shutil.copy(tmp_path / "toy.sample", tmp_path / "cut.sample")
+    with pytest.raises(GenotypeFileError, match="truncated or corrupt.*copy or export it"):
+        Genotypes.from_bgen(bad)
+    assert Genotypes.from_bgen(tmp_path / "toy.bgen").n_snps == G.shape[1]   # whole: fine
+
+
 def test_malformed_fam_and_bim_are_named(toy_plink, tmp_path):
     """.fam/.bim are parsed by pandas; a wrong column count, a non-integer position or
     an empty file raises GenotypeFileError naming the file and what is wrong."""

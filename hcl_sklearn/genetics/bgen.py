@@ -9,6 +9,8 @@ expected counts (dosages) of the first allele of each variant, which is reported
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -71,6 +73,60 @@ def _sample_ids(path, bgen, sample_path):
     return np.array([str(i) for i in range(bgen.nsamples)])
 
 
+def _index_here(path, out):
+    """Index ``path`` (cbgen metafile), check its end, pickle the variant table to ``out``.
+
+    Run in a child process by :func:`_variant_table`: cbgen does not validate the file and
+    crashes (SIGSEGV) on a truncated one, which must not take the user's process down.
+    """
+    from cbgen import bgen_file, bgen_metafile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        meta = os.path.join(tmp, "variants.metafile")
+        with bgen_file(path) as bgen:
+            n_variants = bgen.nvariants
+            bgen.create_metafile(meta, verbose=False)
+        parts = []
+        with bgen_metafile(meta) as mf:
+            for i in range(mf.npartitions):
+                v = mf.read_partition(i).variants
+                parts.append(pd.DataFrame({
+                    "chrom": v.chromosome, "pos": v.position, "rsid": v.rsid, "id": v.id,
+                    "nalleles": v.nalleles, "alleles": v.allele_ids, "offset": v.offset}))
+    tab = pd.concat(parts, ignore_index=True)
+    size = os.path.getsize(path)
+    if len(tab) != n_variants or (len(tab) and int(tab["offset"].max()) >= size):
+        sys.exit(3)
+    if len(tab):  # the last variant's genotype block must be whole
+        with bgen_file(path) as bgen:
+            bgen.read_genotype(int(tab["offset"].iloc[-1]), precision=32)
+    tab.to_pickle(out)
+
+
+def _variant_table(path):
+    """The variant table of a BGEN file, indexed in a child process (see _index_here)."""
+    from .genotypes import GenotypeFileError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "variants.pkl")
+        # this file alone (numpy, pandas, cbgen), not the package: a light child
+        code = ("import importlib.util as u, sys; s = u.spec_from_file_location('b', "
+                "sys.argv[3]); m = u.module_from_spec(s); s.loader.exec_module(m); "
+                "m._index_here(sys.argv[1], sys.argv[2])")
+        proc = subprocess.run([sys.executable, "-c", code, path, out, __file__],
+                              capture_output=True, text=True)
+        if proc.returncode != 0 or not os.path.exists(out):
+            how = (f"the reader crashed (signal {-proc.returncode})" if proc.returncode < 0
+                   else "its variant blocks run past the end of the file"
+                   if proc.returncode == 3 else
+                   f"indexing failed ({(proc.stderr.strip().splitlines() or ['?'])[-1]})")
+            raise GenotypeFileError(
+                f"BGEN file {path} ({os.path.getsize(path):,} bytes) is truncated or corrupt: "
+                f"{how}. Compare its size with the source (an interrupted copy or download "
+                "is the usual cause) and copy or export it again.")
+        return pd.read_pickle(out)
+
+
 def open_bgen(path, sample_path=None):
     """Metadata and a lazy source for a BGEN file: ``(source, iid, snps)``."""
     try:
@@ -85,22 +141,12 @@ def open_bgen(path, sample_path=None):
         from .genotypes import GenotypeFileError
 
         raise GenotypeFileError(f"BGEN file not found: {path}.")
-    with tempfile.TemporaryDirectory() as tmp:
-        meta = os.path.join(tmp, "variants.metafile")
-        with bgen_file(path) as bgen:
-            iid = _sample_ids(path, bgen, sample_path)
-            if len(iid) != bgen.nsamples:
-                raise ValueError(f"{sample_path} lists {len(iid)} samples but {path} has "
-                                 f"{bgen.nsamples}.")
-            bgen.create_metafile(meta, verbose=False)
-        parts = []
-        with bgen_metafile(meta) as mf:
-            for i in range(mf.npartitions):
-                v = mf.read_partition(i).variants
-                parts.append(pd.DataFrame({
-                    "chrom": v.chromosome, "pos": v.position, "rsid": v.rsid, "id": v.id,
-                    "nalleles": v.nalleles, "alleles": v.allele_ids, "offset": v.offset}))
-    tab = pd.concat(parts, ignore_index=True)
+    with bgen_file(path) as bgen:
+        iid = _sample_ids(path, bgen, sample_path)
+        if len(iid) != bgen.nsamples:
+            raise ValueError(f"{sample_path} lists {len(iid)} samples but {path} has "
+                             f"{bgen.nsamples}.")
+    tab = _variant_table(path)
     for col in ("chrom", "rsid", "id", "alleles"):
         tab[col] = [x.decode() if isinstance(x, bytes) else str(x) for x in tab[col]]
     multi = int((tab["nalleles"] != 2).sum())
