@@ -157,7 +157,11 @@ def _cmd_fit(args):
         from ..embed.contrastive import MomentumContrastiveEmbedder as Est
 
         common["encoder"] = args.encoder
+        if args.checkpoint_dir:
+            common["checkpoint_dir"] = args.checkpoint_dir
     else:
+        if args.checkpoint_dir:
+            raise CLIError("--checkpoint-dir is for --model contrastive.")
         from ..embed.autoencoder import AutoencoderEmbedder as Est
     model = Est(**common)
     extra = _parse_set(args.set)
@@ -376,6 +380,9 @@ def build_parser():
     p.add_argument("--downsample", type=int, default=1, help="average-pool factor (4 on CPU)")
     p.add_argument("--device", default="auto", help="cpu, cuda, or auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-dir",
+                   help="save the training state every epoch; the same command run again "
+                        "after a crash or kill resumes after the last complete epoch")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="extra estimator parameter, e.g. --set lr=0.001 (repeatable)")
     p.add_argument("--quiet", action="store_true")

@@ -169,3 +169,89 @@ class ValidationAlignment(Callback):
         state = self.__dict__.copy()
         state.pop("_blocks", None)
         return state
+
+
+class EpochCheckpoint(Callback):
+    """Save everything training needs at the end of every epoch; resume from it.
+
+    ``dirname/checkpoint.pt`` holds the module's state (query and EMA key encoders,
+    projectors, the MoCo queue and its pointer), the optimizer's and the LR scheduler's
+    states, the history, the best-epoch state of :class:`RestoreBestValidLoss`, and the
+    torch, numpy and Python RNG states. It is written under a temporary name, flushed and
+    renamed, so a kill (even SIGKILL, mid-epoch) leaves the last complete epoch. With
+    ``resume`` set (by :meth:`MomentumContrastiveEmbedder.fit`), ``on_train_begin`` puts all
+    of it back after the other callbacks have set up, so the remaining epochs draw the same
+    batches and augmentations as an uninterrupted run.
+
+    Examples
+    --------
+    >>> from hcl_sklearn.embed.callbacks import EpochCheckpoint
+    >>> EpochCheckpoint("ckpt")
+    <EpochCheckpoint ckpt>
+    """
+
+    FILENAME = "checkpoint.pt"
+
+    def __init__(self, dirname, resume=None, meta=None):
+        self.dirname = dirname
+        self.resume = resume
+        self.meta = meta
+
+    def __repr__(self):
+        return f"<EpochCheckpoint {self.dirname}>"
+
+    @classmethod
+    def load(cls, dirname):
+        """The saved state of ``dirname`` (a dict), or None when there is none."""
+        import os
+
+        path = os.path.join(str(dirname), cls.FILENAME)
+        if not os.path.exists(path):
+            return None
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+    def on_train_begin(self, net, **kwargs):
+        state, self.resume = self.resume, None
+        if state is None:
+            return
+        import random
+
+        net.module_.load_state_dict(state["module"])
+        net.optimizer_.load_state_dict(state["optimizer"])
+        cbs = dict(net.callbacks_)
+        sched = cbs.get("lr_scheduler")
+        if sched is not None and state.get("lr_scheduler") is not None:
+            sched.lr_scheduler_.load_state_dict(state["lr_scheduler"])
+        best = cbs.get("restore_best")
+        if best is not None and state.get("restore_best") is not None:
+            best.__dict__.update(state["restore_best"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+
+    def on_epoch_end(self, net, **kwargs):
+        import os
+        import random
+
+        cbs = dict(net.callbacks_)
+        sched = cbs.get("lr_scheduler")
+        best = cbs.get("restore_best")
+        state = {
+            "module": net.module_.state_dict(),
+            "optimizer": net.optimizer_.state_dict(),
+            "lr_scheduler": (None if sched is None or not hasattr(sched, "lr_scheduler_")
+                             else sched.lr_scheduler_.state_dict()),
+            "restore_best": None if best is None else dict(best.__dict__),
+            "history": net.history.to_list(),
+            "meta": self.meta,
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                    "python": random.getstate()},
+        }
+        os.makedirs(str(self.dirname), exist_ok=True)
+        path = os.path.join(str(self.dirname), self.FILENAME)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)

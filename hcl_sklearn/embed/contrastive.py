@@ -38,7 +38,8 @@ from skorch.helper import predefined_split
 from skorch.utils import to_tensor
 from torch.utils.data import Subset
 
-from .callbacks import NonFiniteLossGuard, RestoreBestValidLoss, ValidationAlignment
+from .callbacks import (EpochCheckpoint, NonFiniteLossGuard, RestoreBestValidLoss,
+                        ValidationAlignment)
 from .nn.augment import IntensityAugmentation
 from .nn.moco import MomentumContrast, SymmetricInfoNCE
 from .nn.runtime import (
@@ -327,6 +328,15 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
         Extra callbacks (e.g. ``skorch.callbacks.Checkpoint``/``LoadInitState`` to save
         and resume). They are copied at ``fit``; the fitted ones are in
         ``net_.callbacks_``.
+    checkpoint_dir : str or path-like, default=None
+        Save the whole training state at the end of every epoch (module with the EMA
+        key encoder and the queue, optimizer, LR scheduler, history, best-epoch state,
+        RNG states; :class:`~hcl_sklearn.embed.callbacks.EpochCheckpoint`). A ``fit``
+        finding a checkpoint there continues after its last complete epoch, so a run
+        killed mid-epoch and started again ends with the same weights as an
+        uninterrupted run (same device and threads; ``resumed_from_epoch_`` says where
+        it picked up). A checkpoint of another configuration or other training
+        subjects is refused. ``max_epochs`` may be raised to train further.
 
     Attributes
     ----------
@@ -431,6 +441,7 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "callbacks": [list, tuple, None],
+        "checkpoint_dir": [str, os.PathLike, None],
     }
 
     def __init__(self, encoder="cnn", *, patch_size=(14, 16, 14), embed_dim=24, depth=12,
@@ -442,7 +453,7 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
                  validation_fraction=0.1, output="pooled",
                  target_shape="auto", downsample=1, cache_dir=None, temp_folder=None,
                  device="auto", precision="auto", num_workers=0, random_state=None,
-                 verbose=0, callbacks=None):
+                 verbose=0, callbacks=None, checkpoint_dir=None):
         self.encoder = encoder
         self.patch_size = patch_size
         self.embed_dim = embed_dim
@@ -476,6 +487,7 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
+        self.checkpoint_dir = checkpoint_dir
 
     # -- data -------------------------------------------------------------------------
     def _check_config(self, volume_shape):
@@ -526,6 +538,9 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
             callbacks.append(("restore_best", RestoreBestValidLoss()))
         if self.verbose:
             callbacks.append(("progress_bar", ProgressBar()))
+        if self.checkpoint_dir is not None:  # last: it restores after the others set up
+            callbacks.append(("checkpoint", EpochCheckpoint(
+                self.checkpoint_dir, meta=getattr(self, "_checkpoint_meta", None))))
         pin = device.type == "cuda"
         return MoCoNet(
             module=MomentumContrast,
@@ -600,8 +615,12 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
         self._warn_if_it_cannot_learn(len(idx_train))
         train_ds = IndexedPairs(Subset(pairs, idx_train))
         valid_ds = IndexedPairs(Subset(pairs, idx_valid)) if len(idx_valid) else None
+        saved = self._checkpoint(pairs, idx_train, volume_shape)
         net = self._make_net(volume_shape, len(idx_train), valid_ds, self.device_)
-        net.fit(train_ds, y=None)
+        if saved is None:
+            net.fit(train_ds, y=None)
+        else:
+            self._resume(net, saved, train_ds)
         net.train_split = None  # drop the reference to the training data
         self.net_ = net
         self.history_ = net.history
@@ -611,6 +630,64 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
         restore = dict(net.callbacks_).get("restore_best")
         self.best_epoch_ = None if restore is None else restore.best_epoch_
         return self
+
+    _NOT_IN_CHECKPOINT = ("verbose", "checkpoint_dir", "callbacks", "num_workers",
+                          "cache_dir", "temp_folder", "max_epochs")
+
+    def _checkpoint(self, pairs, idx_train, volume_shape):
+        """The saved training state to resume from (None: train from the start)."""
+        if self.checkpoint_dir is None:
+            return None
+        import hashlib
+
+        ids = hashlib.sha256("\x1f".join(map(str, pairs.subject_ids[idx_train]))
+                             .encode()).hexdigest()[:16]
+        meta = {"params": {k: repr(v) for k, v in sorted(self.get_params().items())
+                           if k not in self._NOT_IN_CHECKPOINT},
+                "train_ids": ids, "volume_shape": list(volume_shape),
+                "queue_size": int(self.queue_size_)}
+        self._checkpoint_meta = meta
+        saved = EpochCheckpoint.load(self.checkpoint_dir)
+        if saved is not None and saved.get("meta") != meta:
+            old = saved.get("meta") or {}
+            diff = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
+            if "params" in diff:
+                p_old, p_new = old.get("params", {}), meta["params"]
+                diff = [f"params {sorted(k for k in p_new if p_old.get(k) != p_new[k])}"] + [
+                    d for d in diff if d != "params"]
+            raise ValueError(
+                f"checkpoint_dir {str(self.checkpoint_dir)!r} holds a checkpoint of a "
+                f"different training run ({', '.join(diff)} differ); use a new folder, or "
+                "delete it to train afresh.")
+        return saved
+
+    def _resume(self, net, saved, train_ds):
+        """Continue training from ``saved`` (the state after its last complete epoch)."""
+        from skorch.history import History
+
+        done = len(saved["history"])
+        net.initialize()
+        cb = dict(net.callbacks_)["checkpoint"]
+        logger.info("resuming training after epoch %d of %d from %s", done, self.max_epochs,
+                    self.checkpoint_dir)
+        self.resumed_from_epoch_ = done
+        if done >= self.max_epochs:  # finished before the kill: the saved weights
+            net.module_.load_state_dict(saved["module"])
+            best = dict(saved.get("restore_best") or {})
+            if best.get("_state") is not None:   # as RestoreBestValidLoss would at the end
+                net.module_.load_state_dict(best["_state"])
+            restore = dict(net.callbacks_).get("restore_best")
+            if restore is not None:
+                best["_state"] = None
+                restore.__dict__.update(best)
+            net.history = History(saved["history"])
+            return
+        cb.resume = saved
+        net.history = History(saved["history"])
+        # the LR scheduler is rebuilt at epoch `done` from the optimizer's param groups
+        # (initial_lr); the checkpoint callback then restores its exact state
+        net.optimizer_.load_state_dict(saved["optimizer"])
+        net.partial_fit(train_ds, y=None, epochs=self.max_epochs - done)
 
     def _n_features_per_modality(self):
         module = self.net_.module_
