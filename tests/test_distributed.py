@@ -144,3 +144,16 @@ def test_cluster_run_resumes_single_process_blocks(client, data, tmp_path):
 def test_bad_cluster_argument(data):
     with pytest.raises(TypeError, match="cluster must be"):
         CrossModalGWAS(data["geno"], cluster=42).fit(data["Y"])
+
+
+def test_cluster_mixed_model_equals_single_process(client):
+    """The LOCO mixed model (related subjects, 2 pseudo-chromosomes): each chromosome's
+    rotated kernels go to the workers, blocks run as tasks, results equal."""
+    b = make_paired_cohort(300, shape=None, n_causal=5, n_pcs=0, n_chromosomes=2,
+                           related_fraction=0.5, polygenic_h2=0.3, random_state=0)
+    geno = Genotypes.from_array(b.genotypes, list(b.subject_ids), b.snps)
+    F = b.truth.factor_values
+    Y = pd.DataFrame({"t1_a": F["shape_1"], "t2_b": F["shape_2"], "t1_c": F["t1_myelin"],
+                      "t2_d": F["t2_wmh"]})
+    kw = dict(model="lmm", covariates=b.covariates, block_size=1024, n_jobs=1)
+    _equal(CrossModalGWAS(geno, **kw).fit(Y), CrossModalGWAS(geno, cluster=client, **kw).fit(Y))

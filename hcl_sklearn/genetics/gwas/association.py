@@ -132,7 +132,26 @@ def _log_tail_laguerre(t, df, n_nodes=64):
     return (np.log(2.0) + log_f(t) - np.log(lam) + np.log(h @ w[:, None]))[:, 0]
 
 
-class AssociationKernel:
+class PicklableKernel:
+    """Pickling of a kernel for a dask worker: its lock stays behind (a new one is made),
+    its p-value table and arrays travel."""
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_log_p_lock", None)
+        state.pop("_torch", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._log_p_lock = threading.Lock()
+        if getattr(self, "backend", "numpy") == "torch":  # pragma: no cover - GPU workers
+            import torch
+
+            self._torch = torch
+
+
+class AssociationKernel(PicklableKernel):
     """OLS association of SNP blocks with a fixed set of phenotypes (one missingness pattern).
 
     The phenotypes are residualized once at construction; :meth:`scan` then costs one
@@ -324,20 +343,6 @@ class AssociationKernel:
         if log10_p is not None:
             self.log10_pvalue(t, out=log10_p)
         return gg
-
-    def __getstate__(self):  # to a dask worker: the lock stays behind, the table travels
-        state = dict(self.__dict__)
-        state.pop("_log_p_lock")
-        state.pop("_torch", None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._log_p_lock = threading.Lock()
-        if self.backend == "torch":  # pragma: no cover - a torch kernel on a worker
-            import torch
-
-            self._torch = torch
 
     def log_p_table(self):
         """The :class:`StudentLogP` of this kernel's df, built once (thread-safe)."""

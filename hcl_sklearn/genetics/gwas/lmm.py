@@ -44,14 +44,14 @@ from scipy.linalg import lapack
 from scipy.linalg import qr as scipy_qr
 
 from ..reml import eigen_grm, reml_h2_rotated
-from .association import LN10, StudentLogP, t_log_pvalue
+from .association import LN10, PicklableKernel, StudentLogP, t_log_pvalue
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["LMMKernel", "LocoGRM", "loco_grm_parts"]
 
 
-class LMMKernel:
+class LMMKernel(PicklableKernel):
     """GLS association of SNP blocks with phenotypes that share samples and one GRM.
 
     The drop-in counterpart of :class:`~.association.AssociationKernel` for
