@@ -28,16 +28,10 @@ def client():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from bed_reader import to_bed
+    from conftest import write_cohort_bed
 
     b = make_paired_cohort(400, shape=None, n_causal=5, n_pcs=2, random_state=4)
-    prefix = tmp_path_factory.mktemp("dask") / "geno"
-    ids = np.asarray(b.subject_ids).astype(str)
-    to_bed(str(prefix) + ".bed", np.asarray(b.genotypes, dtype=np.int8), count_A1=True,
-           properties={"fid": ids, "iid": ids, "chromosome": b.snps["chrom"].astype(str),
-                       "sid": b.snps["id"].astype(str), "bp_position": b.snps["pos"],
-                       "allele_1": b.snps["a1"].astype(str),
-                       "allele_2": b.snps["a2"].astype(str)})
+    prefix = write_cohort_bed(tmp_path_factory.mktemp("dask") / "geno", b)
     F = b.truth.factor_values
     Y = pd.DataFrame({"t1_0": F["shape_1"], "t1_1": F["t1_myelin"], "t2_0": F["shape_2"],
                       "t2_1": F["t2_wmh"]})

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-import pytest
 
 matplotlib.use("Agg")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

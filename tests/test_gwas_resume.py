@@ -25,17 +25,11 @@ BLOCK = 256
 def cohort(tmp_path_factory):
     """400 simulated subjects on the real chr22 panel, written as PLINK 1 (the .bed path
     of the scan), 6 phenotypes of two modalities, covariates."""
-    from bed_reader import to_bed
+    from conftest import write_cohort_bed
 
     b = make_paired_cohort(400, shape=None, n_causal=5, n_pcs=2, random_state=3)
     tmp = tmp_path_factory.mktemp("resume")
-    prefix = tmp / "geno"
-    ids = np.asarray(b.subject_ids).astype(str)
-    to_bed(str(prefix) + ".bed", np.asarray(b.genotypes, dtype=np.int8), count_A1=True,
-           properties={"fid": ids, "iid": ids, "chromosome": b.snps["chrom"].astype(str),
-                       "sid": b.snps["id"].astype(str), "bp_position": b.snps["pos"],
-                       "allele_1": b.snps["a1"].astype(str),
-                       "allele_2": b.snps["a2"].astype(str)})
+    prefix = write_cohort_bed(tmp / "geno", b)
     F = b.truth.factor_values
     Y = pd.DataFrame({"t1_0": F["shape_1"], "t1_1": F["t1_myelin"], "t1_2": F["noise_1"],
                       "t2_0": F["shape_1"] + F["t2_wmh"], "t2_1": F["shape_2"],

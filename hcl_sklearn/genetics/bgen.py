@@ -130,7 +130,7 @@ def _variant_table(path):
 def open_bgen(path, sample_path=None):
     """Metadata and a lazy source for a BGEN file: ``(source, iid, snps)``."""
     try:
-        from cbgen import bgen_file, bgen_metafile
+        from cbgen import bgen_file
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
             "Reading BGEN needs the optional package cbgen (pip install cbgen), or "

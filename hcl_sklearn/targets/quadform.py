@@ -41,7 +41,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy import integrate, special, stats
+from scipy import integrate, special
 
 __all__ = ["quadform_sf", "saddlepoint_root"]
 
