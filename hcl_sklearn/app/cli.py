@@ -145,9 +145,35 @@ def _parse_set(items):
     return params
 
 
+def _launch_torchrun(args):
+    """Run this same ``hcl fit`` as ``args.nproc`` data-parallel processes (torchrun)."""
+    import subprocess
+
+    argv, skip = [], False
+    for a in args._argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if not a.startswith("--nproc="):
+            argv.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={args.nproc}", "-m", "hcl_sklearn.app.cli", *argv]
+    logger.info("launching: %s", " ".join(cmd))
+    return subprocess.run(cmd).returncode
+
+
 def _cmd_fit(args):
     import joblib
 
+    from ..embed.nn.distributed import in_torchrun, world
+
+    if args.nproc > 1 and not in_torchrun():
+        if args.model != "contrastive":
+            raise CLIError("--nproc trains the contrastive model only.")
+        return _launch_torchrun(args)
     pairs = read_pairs(args.input, t2_suffix=args.t2_suffix)
     common = dict(max_epochs=args.epochs, batch_size=args.batch_size, device=args.device,
                   random_state=args.seed, verbose=0 if args.quiet else 1,
@@ -174,6 +200,8 @@ def _cmd_fit(args):
         model.set_params(**extra)
     logger.info("training %s on %d subjects", Est.__name__, len(pairs))
     model.fit(pairs)
+    if world()[0] != 0:  # data-parallel: rank 0 writes the model
+        return 0
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, out)
@@ -380,6 +408,9 @@ def build_parser():
     p.add_argument("--downsample", type=int, default=1, help="average-pool factor (4 on CPU)")
     p.add_argument("--device", default="auto", help="cpu, cuda, or auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nproc", type=int, default=1,
+                   help="data-parallel processes on this machine (torchrun; gloo on CPU, "
+                        "NCCL on GPUs); --batch-size is the global batch, a multiple of it")
     p.add_argument("--checkpoint-dir",
                    help="save the training state every epoch; the same command run again "
                         "after a crash or kill resumes after the last complete epoch")
@@ -461,6 +492,7 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    args._argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -233,6 +233,10 @@ class EpochCheckpoint(Callback):
         import os
         import random
 
+        from .nn.distributed import world
+
+        if world()[0] != 0:  # data-parallel: every rank holds the same state; rank 0 writes
+            return
         cbs = dict(net.callbacks_)
         sched = cbs.get("lr_scheduler")
         best = cbs.get("restore_best")

@@ -27,6 +27,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 from skorch.callbacks import (
+    Callback,
     EpochTimer,
     LRScheduler,
     PassthroughScoring,
@@ -38,6 +39,8 @@ from skorch.helper import predefined_split
 from skorch.utils import to_tensor
 from torch.utils.data import Subset
 
+from .nn.distributed import (ShardedEpochSampler, all_gather_cat, average_gradients,
+                             in_torchrun, setup_from_env, world)
 from .callbacks import (EpochCheckpoint, NonFiniteLossGuard, RestoreBestValidLoss,
                         ValidationAlignment)
 from .nn.augment import IntensityAugmentation
@@ -177,8 +180,14 @@ class MoCoNet(AmpTrainStep, NeuralNet):
             q1, q2, k1, k2 = self.module_.forward_train(x)
             loss = self.get_loss((q1, q2, k1, k2), ids, X=Xi, training=True)
         self._backward(loss)
+        loss = loss.detach()
+        if world()[1] > 1:  # data-parallel: DDP's all-reduce, the keys of every rank
+            average_gradients(p for _, p in self.get_all_learnable_params())
+            k1, k2 = all_gather_cat(k1), all_gather_cat(k2)
+            ids = None if ids is None else all_gather_cat(ids)
+            loss = all_gather_cat(loss.reshape(1)).mean()   # the global batch's loss
         self.module_.enqueue(k1, k2, ids)  # after backward: the loss used the old queue
-        return {"loss": loss.detach(), "y_pred": torch.stack([q1, q2], dim=1).detach()}
+        return {"loss": loss, "y_pred": torch.stack([q1, q2], dim=1).detach()}
 
     def get_loss(self, y_pred, y_true=None, X=None, training=False):
         """Training: symmetric InfoNCE with queue negatives (``y_true``: the batch's
@@ -202,6 +211,16 @@ class MoCoNet(AmpTrainStep, NeuralNet):
         x = to_tensor(x, device=self.device)
         with self._autocast():
             return self.module_(x, output=self.output, **fit_params).float()
+
+
+class _SamplerEpoch(Callback):
+    """Tell the sharded sampler which epoch starts (every rank draws the same order)."""
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.sampler.set_epoch(len(net.history))
 
 
 # --------------------------------------------------------------------------- estimator
@@ -536,7 +555,14 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
                 **COSINE_WARM_RESTARTS)))
         if valid_ds is not None:
             callbacks.append(("restore_best", RestoreBestValidLoss()))
-        if self.verbose:
+        rank, size = world()
+        sharded = {}
+        if in_torchrun():  # this rank's share of every global batch
+            sampler = ShardedEpochSampler(n_train, self.batch_size, self._seed, rank, size)
+            sharded = dict(iterator_train__sampler=sampler, iterator_train__shuffle=False,
+                           iterator_train__batch_size=self.batch_size // size)
+            callbacks.append(("shard_epoch", _SamplerEpoch(sampler)))
+        if self.verbose and rank == 0:
             callbacks.append(("progress_bar", ProgressBar()))
         if self.checkpoint_dir is not None:  # last: it restores after the others set up
             callbacks.append(("checkpoint", EpochCheckpoint(
@@ -567,7 +593,7 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
             optimizer__weight_decay=self.weight_decay,
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
-            iterator_train__shuffle=True,
+            **({"iterator_train__shuffle": True} if not sharded else sharded),
             iterator_train__num_workers=self.num_workers,
             iterator_train__pin_memory=pin,
             iterator_valid__num_workers=self.num_workers,
@@ -579,7 +605,7 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
             output=self.output,
             augmentation=(IntensityAugmentation() if self.augment == "intensity" else
                           None if isinstance(self.augment, str) else self.augment),
-            verbose=self.verbose,
+            verbose=self.verbose if rank == 0 else 0,
         )
 
     # -- fit / transform --------------------------------------------------------------
@@ -604,11 +630,20 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
         self._check_config(volume_shape)
         self.device_ = resolve_device(self.device)
         resolve_precision(self.device_, self.precision)
-        rng = check_random_state(self.random_state)
+        random_state = self.random_state
+        if in_torchrun():  # data-parallel: one process group, the same seed on every rank
+            setup_from_env(self.device_)
+            if random_state is None:
+                import torch.distributed as dist
+
+                s = torch.randint(0, 2**31 - 1, (1,))
+                dist.broadcast(s, src=0)
+                random_state = int(s.item())
+        rng = check_random_state(random_state)
         idx_train, idx_valid = self._split(len(pairs), rng)
         if len(idx_train) < 2:
             raise ValueError(f"at least 2 subjects are needed to train; got {len(idx_train)}.")
-        seed_everything(rng)
+        self._seed = seed_everything(rng)
         self.queue_size_ = effective_queue_size(
             len(idx_train) if self.queue_size is None else self.queue_size, len(idx_train),
             self.batch_size)

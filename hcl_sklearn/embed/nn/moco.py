@@ -133,7 +133,21 @@ class SmallBatchSafeBatchNorm1d(nn.BatchNorm1d):
     min_batch = 3
 
     def forward(self, x):
-        if self.training and x.shape[0] < self.min_batch:
+        if self.training:
+            from .distributed import global_batch_moments, world
+
+            if world()[1] > 1:  # data-parallel: the statistics of the global batch
+                mean, var, n = global_batch_moments(x)
+                if n >= self.min_batch:
+                    with torch.no_grad():
+                        m = self.momentum
+                        self.running_mean.mul_(1 - m).add_(m * mean.detach())
+                        self.running_var.mul_(1 - m).add_(m * var.detach() * n / (n - 1))
+                        self.num_batches_tracked += 1
+                    y = (x - mean) / torch.sqrt(var + self.eps)
+                    return y * self.weight + self.bias
+            elif x.shape[0] >= self.min_batch:
+                return super().forward(x)
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight,
                                 self.bias, training=False, momentum=0.0, eps=self.eps)
         return super().forward(x)

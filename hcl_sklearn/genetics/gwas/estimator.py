@@ -584,7 +584,8 @@ class CrossModalGWAS(SharesDataOnClone, BaseEstimator):
         logger.info("Mixed model: GRM of %d subjects from the genotypes (%s)", n_samples,
                     "LOCO" if self.loco else "all chromosomes")
         with _blas().limit(limits=n_threads, user_api="blas"):
-            grms = LocoGRM(geno, union_ids, codes, maf=self.maf, verbose=self.verbose)
+            grms = LocoGRM(geno, union_ids, codes, maf=self.maf, cluster=self.cluster,
+                           verbose=self.verbose)
         if grms.n_snps == 0:
             raise ValueError(f"No SNP with MAF >= {self.maf} to build the GRM.")
         if not self.loco:

@@ -215,8 +215,9 @@ def _apply_householder(h_raw, tau, C, side, trans):
     return out
 
 
-def _chromosome_part(geno, samples, idx, maf, block_size, verbose):
-    """``Z Z'`` and the SNP count of the SNPs ``idx`` with MAF >= ``maf`` among ``samples``."""
+def _chromosome_part(geno, samples, idx, maf, block_size, verbose, cluster=None):
+    """``Z Z'`` and the SNP count of the SNPs ``idx`` with MAF >= ``maf`` among ``samples``
+    (accumulated on a dask ``cluster`` when given)."""
     from ..grm import grm
 
     sub = geno.subset(idx)
@@ -225,7 +226,7 @@ def _chromosome_part(geno, samples, idx, maf, block_size, verbose):
     if not keep.any():
         return 0.0, 0
     K = grm(sub.subset(np.flatnonzero(keep)), samples=samples, block_size=block_size,
-            verbose=verbose)
+            cluster=cluster, verbose=verbose)
     m = int(K.attrs["n_snps"])
     return K.to_numpy() * m, m
 
@@ -261,15 +262,15 @@ class LocoGRM:
     """
 
     def __init__(self, geno, samples, chrom_codes, *, maf=0.01, block_size=2048,
-                 keep_bytes=2 ** 31, verbose=0):
-        self._args = (geno, samples, maf, block_size, verbose)
+                 keep_bytes=2 ** 31, cluster=None, verbose=0):
+        self._args = (geno, samples, maf, block_size, verbose, cluster)
         self._codes = np.asarray(chrom_codes)
         self.total, self.counts, self._parts = 0.0, {}, {}
         n = len(samples)
         kept = 0
         for code in np.unique(self._codes):
             part, m = _chromosome_part(geno, samples, np.flatnonzero(self._codes == code),
-                                       maf, block_size, verbose)
+                                       maf, block_size, verbose, cluster)
             self.counts[code] = m
             if m:
                 self.total = self.total + part
@@ -292,7 +293,7 @@ class LocoGRM:
                              "loco=False.")
         part = self._parts.get(code)
         if part is None:
-            geno, samples, maf, block_size, verbose = self._args
+            geno, samples, maf, block_size, verbose, cluster = self._args
             part, _ = _chromosome_part(geno, samples, np.flatnonzero(self._codes == code),
-                                       maf, block_size, verbose)
+                                       maf, block_size, verbose, cluster)
         return (self.total - part) / (self.n_snps - m_c)
