@@ -177,7 +177,11 @@ def test_only_query_weights_are_optimised(volumes):
     emb = MomentumContrastiveEmbedder(**FAST).fit(volumes)
     module = emb.net_.module_
     optimised = {id(p) for g in emb.net_.optimizer_.param_groups for p in g["params"]}
-    assert optimised == {id(p) for p in module.query_parameters()}
+    # the query weights, less the biases in front of BatchNorm (frozen: their gradient is
+    # roundoff only, see MomentumContrast._gauge_biases)
+    gauge = {id(p) for p in module._gauge_biases()}
+    assert gauge and all(not p.requires_grad for p in module._gauge_biases())
+    assert optimised == {id(p) for p in module.query_parameters()} - gauge
 
 
 @pytest.mark.parametrize("extra", [

@@ -36,36 +36,22 @@ def _torchrun(tmp_path, nproc, out):
                           capture_output=True, text=True, timeout=600)
 
 
-def _gauge(name):
-    """Parameters whose gradient is zero up to roundoff: a bias feeding BatchNorm (the
-    projectors' first Linear; the encoder's last conv, through pooling and that Linear),
-    and the BatchNorm running means that absorb them. AdamW divides a gradient by its
-    running RMS, so a roundoff-sized gradient becomes a full-size step: these drift apart
-    between any two runs that sum in another order, without changing the train-mode
-    function (BatchNorm removes them)."""
-    return (name.endswith("net.0.bias") or name.endswith("features.12.bias")
-            or name.endswith("running_mean"))
-
-
 def test_two_processes_equal_one_at_the_same_global_batch(tmp_path):
     """36 training subjects, global batch 8 (2 x 4 per rank), 3 epochs, no augmentation
-    (each rank would draw its own random numbers). Measured: train losses agree to 1e-7
-    relative, every non-gauge tensor to 2.2e-6 (the queues; float32 sums in another
-    order), so 1e-5 bounds both."""
+    (each rank would draw its own random numbers). Every weight and buffer is compared.
+    Measured: train losses agree to 7e-7 absolute (1e-7 relative), every tensor to 1.8e-6
+    (float32 sums in another order, amplified over 12 steps), so 1e-5 bounds both. (Before
+    the biases in front of BatchNorm were frozen, those biases and the running means
+    drifted 6e-3 apart: AdamW scales their roundoff-only gradients to full steps.)"""
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
     for n, out in ((1, one), (2, two)):
         proc = _torchrun(tmp_path, n, out)
         assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = torch.load(one), torch.load(two)
     np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5)
-    checked = 0
     for name, x in a["state"].items():
-        if _gauge(name) or not x.is_floating_point():
-            continue
         np.testing.assert_allclose(b["state"][name].double().numpy(), x.double().numpy(),
                                    rtol=0, atol=1e-5, err_msg=name)
-        checked += 1
-    assert checked > 20
 
 
 def test_sampler_shards_global_batches():

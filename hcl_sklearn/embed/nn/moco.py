@@ -291,6 +291,15 @@ class MomentumContrast(nn.Module):
         self.pooled_dim = pooled_dim
         self.projector_q = ProjectionHead(pooled_dim, proj_dim, batchnorm=projector_batchnorm,
                                           hidden_dim=proj_hidden_dim)
+        # Biases that only add a per-channel constant in front of the projector's
+        # BatchNorm (the projector's first Linear; the encoder's last conv or LayerNorm,
+        # through the pooling and that Linear) have zero gradient up to roundoff, and
+        # AdamW would scale that roundoff up to full-size steps: a random walk that moves
+        # nothing in training mode but drags the BatchNorm running means (eval mode) and
+        # makes runs that sum in another order (1 vs N processes) drift apart. Frozen at
+        # their initial values (the function class is unchanged).
+        for p in self._gauge_biases():
+            p.requires_grad_(False)
         self.encoder_k = copy.deepcopy(self.encoder_q)
         self.projector_k = copy.deepcopy(self.projector_q)
         for p in self.key_parameters():
@@ -309,6 +318,17 @@ class MomentumContrast(nn.Module):
         self.register_buffer("queue_ids", torch.full((self.queue_size,), -1, dtype=torch.long))
 
     # -- parameters -------------------------------------------------------------------
+    def _gauge_biases(self):
+        out = [self.projector_q.net[0].bias]
+        for enc in self.encoder_q.values():
+            features = getattr(enc, "features", None)
+            if features is not None and getattr(features[-1], "bias", None) is not None:
+                out.append(features[-1].bias)
+            norm = getattr(enc, "norm", None)
+            if isinstance(norm, nn.LayerNorm) and norm.bias is not None:
+                out.append(norm.bias)
+        return out
+
     def query_parameters(self):
         """Trainable parameters: query encoder(s) and projection head."""
         return [*self.encoder_q.parameters(), *self.projector_q.parameters()]
