@@ -151,3 +151,20 @@ def test_cluster_mixed_model_equals_single_process(client):
                       "t2_d": F["t2_wmh"]})
     kw = dict(model="lmm", covariates=b.covariates, block_size=1024, n_jobs=1)
     _equal(CrossModalGWAS(geno, **kw).fit(Y), CrossModalGWAS(geno, cluster=client, **kw).fit(Y))
+
+
+def test_heritability_entry_points_build_their_grm_on_the_cluster(client, data):
+    """HeritabilityScorer and genetic_correlation with genotypes= and cluster=: the GRM is
+    built on the cluster, and the estimates equal those from the single-process GRM."""
+    from hcl_sklearn import HeritabilityScorer, genetic_correlation
+
+    Y = data["Y"].dropna()
+    kw = dict(genotypes=data["geno"], method="he", random_state=0)
+    single = HeritabilityScorer(**kw).fit(Y).results_
+    cluster = HeritabilityScorer(cluster=client, **kw).fit(Y).results_
+    # GRM equal to 1e-12 (one chunk per task here: equal bit for bit), HE is a closed form
+    pd.testing.assert_frame_equal(single, cluster, rtol=1e-10)
+    rg1 = genetic_correlation(Y[["t1_0"]], Y[["t2_0"]], genotypes=data["geno"])
+    rg2 = genetic_correlation(Y[["t1_0"]], Y[["t2_0"]], genotypes=data["geno"],
+                              cluster=client)
+    pd.testing.assert_frame_equal(rg1, rg2, rtol=1e-10)

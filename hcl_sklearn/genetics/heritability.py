@@ -138,11 +138,11 @@ def _residualize_standardize(Y, X):
 class _GRMSource:
     """GRM values and ids from a DataFrame or built from genotypes; caches eigendecompositions."""
 
-    def __init__(self, grm, genotypes, ids_needed, max_cache=4):
+    def __init__(self, grm, genotypes, ids_needed, max_cache=4, cluster=None):
         if grm is not None:
             self.K, self.ids = check_grm(grm)
         elif genotypes is not None:
-            G = build_grm(as_genotypes(genotypes), samples=ids_needed)
+            G = build_grm(as_genotypes(genotypes), samples=ids_needed, cluster=cluster)
             self.K, self.ids = G.to_numpy(), G.index
         else:
             raise ValueError("Give grm= (a square DataFrame indexed by subject id, e.g. "
@@ -198,6 +198,9 @@ class HeritabilityScorer(SharesDataOnClone, BaseEstimator):
         package's policy: text one-hot, constant dropped, missing and collinear an error).
     random_state : int, RandomState instance or None, default=None
         Seed of the random probes of the HE SE traces (only used above 4000 subjects).
+    cluster : distributed.Client, dask cluster or str, optional
+        Build the GRM from ``genotypes`` as tasks on this dask.distributed cluster
+        (:func:`~hcl_sklearn.genetics.grm`); ignored when ``grm`` is given.
     verbose : int
         0: quiet; > 0 logs a line per missingness pattern at INFO level.
 
@@ -236,19 +239,21 @@ class HeritabilityScorer(SharesDataOnClone, BaseEstimator):
         "covariates": [pd.DataFrame, pd.Series, None],
         "covariate_policy": [CovariatePolicy, dict, None],
         "random_state": ["random_state"],
+        "cluster": "no_validation",
         "verbose": ["verbose"],
     }
     #: data-valued parameters shared (not copied) by ``clone``
-    _shared_params = ("grm", "genotypes", "covariates")
+    _shared_params = ("grm", "genotypes", "covariates", "cluster")
 
     def __init__(self, grm=None, genotypes=None, *, method="reml", covariates=None,
-                 covariate_policy=None, random_state=None, verbose=0):
+                 covariate_policy=None, random_state=None, cluster=None, verbose=0):
         self.grm = grm
         self.genotypes = genotypes
         self.method = method
         self.covariates = covariates
         self.covariate_policy = covariate_policy
         self.random_state = random_state
+        self.cluster = cluster
         self.verbose = verbose
 
     # -- public API
@@ -284,7 +289,7 @@ class HeritabilityScorer(SharesDataOnClone, BaseEstimator):
         key = (id(self.grm), id(self.genotypes))
         src = cache.get(key)
         if src is None or (self.grm is None and not pd.Index(ids).isin(src.ids).all()):
-            src = _GRMSource(self.grm, self.genotypes, ids)
+            src = _GRMSource(self.grm, self.genotypes, ids, cluster=self.cluster)
             cache.clear()
             cache[key] = src
         return src
@@ -367,7 +372,7 @@ def _output_with_ids(Z, X):
 # --------------------------------------------------------------------------- rg
 def genetic_correlation(Y1, Y2, *, grm=None, genotypes=None, covariates=None,
                         covariate_policy=None, method="he", random_state=None,
-                        return_se=False):
+                        return_se=False, cluster=None):
     """Genetic correlation of every column of ``Y1`` with every column of ``Y2``.
 
     Parameters
@@ -393,6 +398,8 @@ def genetic_correlation(Y1, Y2, *, grm=None, genotypes=None, covariates=None,
         (:func:`hcl_sklearn.genetics.reml.bivariate_reml`; slow, one optimisation per pair, no SE).
     return_se : bool
         If True return ``(rg, se)`` with ``se`` a DataFrame shaped like ``rg``.
+    cluster : distributed.Client, dask cluster or str, optional
+        Build the GRM from ``genotypes`` on this dask.distributed cluster.
 
     Returns
     -------
@@ -425,7 +432,7 @@ def genetic_correlation(Y1, Y2, *, grm=None, genotypes=None, covariates=None,
                                   + describe_mismatch(Y2.index, Y1.index, "Y1 index"))
     Y2 = Y2.loc[Y1.index]
     ids = Y1.index
-    src = _GRMSource(grm, genotypes, ids)
+    src = _GRMSource(grm, genotypes, ids, cluster=cluster)
     pos = src.positions(ids)
     C, cov_names, complete = prepare_covariates(covariates, ids, covariate_policy)
     V1 = _without_incomplete(Y1.to_numpy(), complete)
