@@ -223,6 +223,19 @@ def test_genes_drugs_targets_prowas_on_the_files(workflow, tmp_path, capsys):
     assert d["drug_class"].tolist() == ref["drug_class"].tolist()
     np.testing.assert_allclose(d["p_value"], ref["p_value"], rtol=5e-6)
     assert (drugs_dir / "drugs.png").is_file()
+    # a gene table (hcl genes' layout): its significant genes, and with
+    # --universe-from-table the drug targets among all its genes as the background
+    tab_dir = tmp_path / "drugs_tab"
+    universe = ["COMT", "DRD2", "BCR"] + table["gene"].tolist()[:50]
+    hits = ["COMT", "DRD2"]
+    pd.DataFrame({"gene": universe, "significant": [g in hits for g in universe]}).to_csv(
+        tmp_path / "g.tsv", sep="\t", index=False)
+    assert main(["drugs", str(tmp_path / "g.tsv"), "--universe-from-table", "--no-plots",
+                 "--out", str(tab_dir)]) == 0
+    ref = DrugTargetEnrichment().fit(hits, universe=universe).results_
+    d = pd.read_csv(tab_dir / "drugs.tsv", sep="\t")
+    assert d["drug_class"].tolist() == ref["drug_class"].tolist()
+    np.testing.assert_allclose(d["p_value"], ref["p_value"], rtol=5e-6)
 
     tg_dir = tmp_path / "targets"
     assert main(["targets", str(genes_dir / "genes_by_modality.tsv"), "--out", str(tg_dir),

@@ -111,9 +111,12 @@ def _gene_list(source, column):
         if len(genes) == 1 and ("/" in source or source.endswith((".tsv", ".txt"))):
             raise CLIError(f"gene file {source!r} does not exist.")
         return genes, None
-    t = pd.read_csv(p, sep="\t")
-    if "gene" not in t.columns:  # one symbol per line
-        return [str(g).strip() for g in pd.read_csv(p, sep="\t", header=None)[0]], None
+    t = pd.read_csv(p, sep="\t", header=None, dtype=str)      # the file is read once
+    if "gene" not in set(t.iloc[0]):                             # one symbol per line
+        return [g.strip() for g in t[0].dropna()], None
+    t = t.iloc[1:].set_axis(t.iloc[0].tolist(), axis=1).reset_index(drop=True)
+    if column in t.columns:
+        t[column] = t[column].str.strip().str.lower().isin(("true", "1", "yes"))
     if column not in t.columns:
         return t["gene"].astype(str).tolist(), None
     return t.loc[t[column].astype(bool), "gene"].astype(str).tolist(), t["gene"].astype(str)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cnn import ConvEncoder3d
+from .distributed import global_batch_moments, world
 from .vit import VisionTransformer3d
 
 __all__ = [
@@ -134,8 +135,6 @@ class SmallBatchSafeBatchNorm1d(nn.BatchNorm1d):
 
     def forward(self, x):
         if self.training:
-            from .distributed import global_batch_moments, world
-
             if world()[1] > 1:  # data-parallel: the statistics of the global batch
                 mean, var, n = global_batch_moments(x)
                 if n >= self.min_batch:
