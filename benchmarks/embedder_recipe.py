@@ -14,6 +14,8 @@ Usage::
     python benchmarks/embedder_recipe.py                  # 400 subjects, 320 train, 20 epochs
     python benchmarks/embedder_recipe.py --seeds 0 1 2    # the base recipe over seeds too
     python benchmarks/embedder_recipe.py --realism realistic --only-base
+    python benchmarks/embedder_recipe.py --subjects 1000 --epochs 80 --split demo \
+        --schedule constant --options cnn_widths --seeds 0 1   # at the demo's scale
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ REFERENCE_VALUES = {
     "projector_batchnorm": "shared", "queue_modalities": "t2", "lr": 1e-4,
     "proj_hidden_dim": None, "batch_size": 4, "lr_schedule": "constant",
 }
+#: other values tried against the base (not the reference's): a wider CNN and a higher
+#: temperature
+OTHER_VALUES = {"cnn_widths": (16, 32), "temperature": 0.2}
 
 
 def zscore(X):
@@ -52,6 +57,19 @@ def _voxel_table(X):
     import pandas as pd
 
     Z = zscore(X).reshape(len(X), 2, -1)
+    p = Z.shape[2]
+    return pd.DataFrame(Z.reshape(len(X), -1),
+                        columns=[f"t1_v{i}" for i in range(p)] + [f"t2_v{i}" for i in range(p)])
+
+
+def _pooled_voxel_table(X, k):
+    """z-scored volumes average-pooled by ``k`` per axis (the CNN's token grid is the
+    volume pooled by 2 per stage), as a ``t1_…``/``t2_…`` table."""
+    import pandas as pd
+    import torch
+
+    Z = torch.nn.functional.avg_pool3d(torch.from_numpy(zscore(X)), k, ceil_mode=True)
+    Z = Z.numpy().reshape(len(X), 2, -1)
     p = Z.shape[2]
     return pd.DataFrame(Z.reshape(len(X), -1),
                         columns=[f"t1_v{i}" for i in range(p)] + [f"t2_v{i}" for i in range(p)])
@@ -118,7 +136,22 @@ def main(argv=None):
     parser.add_argument("--realism", default="basic", choices=["basic", "realistic"])
     parser.add_argument("--only-base", action="store_true",
                         help="the reference rows and the base recipe only (no ablation)")
+    parser.add_argument("--options", nargs="+", default=None, metavar="NAME",
+                        help="ablate only these options (e.g. cnn_widths temperature)")
+    parser.add_argument("--pooled-voxels", type=int, nargs="*", default=[], metavar="K",
+                        help="reference rows: PCA(16) per modality of the z-scored volumes "
+                             "average-pooled by K per axis (e.g. 2 4)")
+    parser.add_argument("--split", default="first", choices=["first", "demo"],
+                        help="'first': the first --train share trains; 'demo': hcl demo's "
+                             "random split (numpy default_rng(cohort seed) permutation)")
+    parser.add_argument("--schedule", default=None, choices=["constant", "cosine_warm_restarts"],
+                        help="lr_schedule of the base recipe (the demo's: constant)")
     args = parser.parse_args(argv)
+    values = list(REFERENCE_VALUES.items()) + list(OTHER_VALUES.items())
+    unknown = set(args.options or ()) - {k for k, _ in values}
+    if unknown:
+        parser.error(f"unknown options {sorted(unknown)}; choose from "
+                     f"{sorted({k for k, _ in values})}")
 
     from hcl_sklearn.datasets import make_paired_cohort
 
@@ -127,10 +160,14 @@ def main(argv=None):
     X = np.asarray(bunch.X, np.float32)
     n_tr = int(round(args.train * len(X)))
     tr, te = np.arange(n_tr), np.arange(n_tr, len(X))
+    if args.split == "demo":  # as hcl_sklearn.app.demo.stages does
+        perm = np.random.default_rng(args.cohort_seed).permutation(len(X))
+        te, tr = np.sort(perm[:len(X) - n_tr]), np.sort(perm[len(X) - n_tr:])
     print(f"{len(X)} subjects at {tuple(args.shape)}: {len(tr)} train, {len(te)} held out "
           f"(chance top-1 {1 / len(te):.4f}, chance mean rank {(len(te) + 1) / 2}); "
           f"{args.epochs} epochs")
-    print(f"base recipe: {json.dumps(BASE)}\n")
+    base = dict(BASE) if args.schedule is None else {**BASE, "lr_schedule": args.schedule}
+    print(f"base recipe: {json.dumps(base)}\n")
     factors = bunch.truth.factors
     names = [f for f in factors.index
              if factors.loc[f, "kind"] == "heritable" and len(factors.loc[f, "modalities"]) > 1]
@@ -147,11 +184,17 @@ def main(argv=None):
           f"{lin_r2[1]:.3f} | - |", flush=True)
     print(f"| PCA(16) per modality, z-scored voxels | - | - | - | - | {vox_r2[0]:.3f} / "
           f"{vox_r2[1]:.3f} | - |", flush=True)
-    rows = [("base", s, BASE, args.epochs) for s in args.seeds]
-    rows.append(("random init (0 epochs)", args.seeds[0], BASE, 0))
+    for k in args.pooled_voxels:
+        r2 = shared_r2(_pooled_voxel_table(X, k), shared, tr, te)
+        print(f"| PCA(16) per modality, z-scored voxels pooled {k}x{k}x{k} | - | - | - | - | "
+              f"{r2[0]:.3f} / {r2[1]:.3f} | - |", flush=True)
+    rows = [("base", s, base, args.epochs) for s in args.seeds]
+    if args.options is None:
+        rows.append(("random init (0 epochs)", args.seeds[0], base, 0))
     if not args.only_base:
-        rows += [(f"{k}={v!r}", args.seeds[0], {**BASE, k: v}, args.epochs)
-                 for k, v in REFERENCE_VALUES.items()]
+        rows += [(f"{k}={v!r}", s, {**base, k: v}, args.epochs)
+                 for k, v in values if args.options is None or k in args.options
+                 for s in (args.seeds if args.options else args.seeds[:1])]
     for name, seed, params, epochs in rows:
         r, sec, r2 = fit_and_score(X, tr, te, params, epochs, seed, shared)
         print(f"| {name} | {seed} | {r['top1']:.3f} | {r['recall@10']:.3f} | "

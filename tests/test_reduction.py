@@ -276,3 +276,29 @@ def test_cross_modal_cca_rejects_other_columns_and_odd_arrays():
         CrossModalCCA(n_pca=2, n_components=1).fit(df)
     with pytest.raises(ValueError, match="two equal halves"):
         CrossModalCCA().fit(np.zeros((10, 3)))
+
+
+def test_cross_modal_cca_exact_pca_on_wide_inputs():
+    """On wide inputs (more columns than subjects, as voxels are) the default exact solver
+    gives the PCA subspace of numpy's SVD of the centred training block, whatever the seed.
+    Subspaces are compared by their principal angles: cos = singular values of U1^T U2,
+    1 up to float64 roundoff (1e-10 leaves 1e5 x eps for the 80 x 400 SVD). The randomised
+    solver stays available and gives a subspace close to, but not equal to, the exact one."""
+    from hcl_sklearn.embed.reduction import CrossModalCCA
+
+    rng = np.random.default_rng(1)
+    n, p, k = 80, 400, 10
+    X = rng.normal(size=(n, 2 * p)) * np.repeat(np.linspace(3, 0.5, p), 2)[None, :]
+    fits = [CrossModalCCA(n_pca=k, n_components=3, random_state=s).fit(X) for s in (0, 1)]
+    A = X[:, :p] - X[:, :p].mean(0)
+    ref = np.linalg.svd(A, full_matrices=False)[2][:k]
+    for fit in fits:
+        cos = np.linalg.svd(fit.pcas_["t1"].components_ @ ref.T, compute_uv=False)
+        np.testing.assert_allclose(cos, 1.0, atol=1e-10)
+    np.testing.assert_array_equal(fits[0].transform(X), fits[1].transform(X))
+    rand = CrossModalCCA(n_pca=k, n_components=3, svd_solver="randomized",
+                         random_state=0).fit(X)
+    cos = np.linalg.svd(rand.pcas_["t1"].components_ @ ref.T, compute_uv=False)
+    assert cos.min() > 0.5 and cos.min() < 1 - 1e-6
+    with pytest.raises(ValueError, match="svd_solver"):
+        CrossModalCCA(svd_solver="arpack").fit(X)

@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.decomposition import IncrementalPCA
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..data.modalities import modality_of  # the one rule (re-exported here)
@@ -325,8 +325,15 @@ class CrossModalCCA(TransformerMixin, BaseEstimator):
         Canonical components (clipped to the PCA width).
     max_iter : int, default=2000
         Iterations of sklearn's CCA (NIPALS).
+    svd_solver : {'full', 'randomized'}, default='full'
+        Solver of the per-modality PCA. ``'full'``: the exact SVD (LAPACK), so the
+        reference row is at its strongest and does not depend on a seed; its cost grows
+        as ``n_samples**2 * n_features``. ``'randomized'``: the randomised range finder,
+        for inputs too large for an exact SVD; on 320 simulated subjects of 16,128 voxels
+        its approximate 64-component subspace lowered held-out retrieval top-1 from
+        0.981 (exact) to 0.956-0.969 over three seeds (docs/results.md).
     random_state : int, RandomState instance or None, default=None
-        Seed of the randomised PCA solver used on wide inputs.
+        Seed of the randomised PCA solver (unused by ``'full'``).
 
     Attributes
     ----------
@@ -355,13 +362,16 @@ class CrossModalCCA(TransformerMixin, BaseEstimator):
         "n_pca": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "svd_solver": [StrOptions({"full", "randomized"})],
         "random_state": ["random_state"],
     }
 
-    def __init__(self, n_pca=64, n_components=16, *, max_iter=2000, random_state=None):
+    def __init__(self, n_pca=64, n_components=16, *, max_iter=2000, svd_solver="full",
+                 random_state=None):
         self.n_pca = n_pca
         self.n_components = n_components
         self.max_iter = max_iter
+        self.svd_solver = svd_solver
         self.random_state = random_state
 
     def _blocks(self, Xv):
@@ -402,7 +412,8 @@ class CrossModalCCA(TransformerMixin, BaseEstimator):
         k = min(self.n_pca, Xv.shape[0] - 1, A.shape[1], B.shape[1])
         if k < 1:
             raise ValueError(f"CrossModalCCA needs at least 2 subjects; got {Xv.shape[0]}.")
-        self.pcas_ = {m: PCA(k, random_state=self.random_state).fit(M)
+        self.pcas_ = {m: PCA(k, svd_solver=self.svd_solver,
+                             random_state=self.random_state).fit(M)
                       for m, M in (("t1", A), ("t2", B))}
         self.n_components_ = min(self.n_components, k)
         self.cca_ = CCA(self.n_components_, max_iter=self.max_iter).fit(
