@@ -53,25 +53,18 @@ def zscore(X):
     return PairedVolumes(X, target_shape=None).to_array()
 
 
-def _voxel_table(X):
+def _voxel_table(Z, pool=1):
+    """z-scored volumes ``Z`` (n, 2, D, H, W), average-pooled by ``pool`` per axis (the
+    CNN's token grid is the volume pooled by 2 per stage), as a ``t1_…``/``t2_…`` table."""
     import pandas as pd
 
-    Z = zscore(X).reshape(len(X), 2, -1)
+    if pool > 1:
+        import torch
+
+        Z = torch.nn.functional.avg_pool3d(torch.from_numpy(Z), pool, ceil_mode=True).numpy()
+    Z = Z.reshape(len(Z), 2, -1)
     p = Z.shape[2]
-    return pd.DataFrame(Z.reshape(len(X), -1),
-                        columns=[f"t1_v{i}" for i in range(p)] + [f"t2_v{i}" for i in range(p)])
-
-
-def _pooled_voxel_table(X, k):
-    """z-scored volumes average-pooled by ``k`` per axis (the CNN's token grid is the
-    volume pooled by 2 per stage), as a ``t1_…``/``t2_…`` table."""
-    import pandas as pd
-    import torch
-
-    Z = torch.nn.functional.avg_pool3d(torch.from_numpy(zscore(X)), k, ceil_mode=True)
-    Z = Z.numpy().reshape(len(X), 2, -1)
-    p = Z.shape[2]
-    return pd.DataFrame(Z.reshape(len(X), -1),
+    return pd.DataFrame(Z.reshape(len(Z), -1),
                         columns=[f"t1_v{i}" for i in range(p)] + [f"t2_v{i}" for i in range(p)])
 
 
@@ -137,7 +130,8 @@ def main(argv=None):
     parser.add_argument("--only-base", action="store_true",
                         help="the reference rows and the base recipe only (no ablation)")
     parser.add_argument("--options", nargs="+", default=None, metavar="NAME",
-                        help="ablate only these options (e.g. cnn_widths temperature)")
+                        help="ablate only these options (e.g. cnn_widths temperature), "
+                             "each over every --seeds")
     parser.add_argument("--pooled-voxels", type=int, nargs="*", default=[], metavar="K",
                         help="reference rows: PCA(16) per modality of the z-scored volumes "
                              "average-pooled by K per axis (e.g. 2 4)")
@@ -160,9 +154,10 @@ def main(argv=None):
     X = np.asarray(bunch.X, np.float32)
     n_tr = int(round(args.train * len(X)))
     tr, te = np.arange(n_tr), np.arange(n_tr, len(X))
-    if args.split == "demo":  # as hcl_sklearn.app.demo.stages does
-        perm = np.random.default_rng(args.cohort_seed).permutation(len(X))
-        te, tr = np.sort(perm[:len(X) - n_tr]), np.sort(perm[len(X) - n_tr:])
+    if args.split == "demo":
+        from hcl_sklearn.app.demo.stages import demo_split
+
+        tr, te = demo_split(len(X), 1 - args.train, args.cohort_seed)
     print(f"{len(X)} subjects at {tuple(args.shape)}: {len(tr)} train, {len(te)} held out "
           f"(chance top-1 {1 / len(te):.4f}, chance mean rank {(len(te) + 1) / 2}); "
           f"{args.epochs} epochs")
@@ -175,7 +170,8 @@ def main(argv=None):
     print(f"shared heritable factors: {names}")
     print("| run | seed | top-1 | recall@10 | mean rank | shared R² mean / min | fit s |")
     print("|---|---|---|---|---|---|---|")
-    vox = _voxel_table(X)  # z-scored once, for both linear reference rows
+    Z = zscore(X)  # once, for every voxel reference row
+    vox = _voxel_table(Z)
     lin, variates = pca_cca_retrieval(vox, tr, te)
     lin_r2 = factor_recovery_table(variates, shared, tr, te)
     vox_r2 = shared_r2(vox, shared, tr, te)
@@ -185,7 +181,7 @@ def main(argv=None):
     print(f"| PCA(16) per modality, z-scored voxels | - | - | - | - | {vox_r2[0]:.3f} / "
           f"{vox_r2[1]:.3f} | - |", flush=True)
     for k in args.pooled_voxels:
-        r2 = shared_r2(_pooled_voxel_table(X, k), shared, tr, te)
+        r2 = shared_r2(_voxel_table(Z, pool=k), shared, tr, te)
         print(f"| PCA(16) per modality, z-scored voxels pooled {k}x{k}x{k} | - | - | - | - | "
               f"{r2[0]:.3f} / {r2[1]:.3f} | - |", flush=True)
     rows = [("base", s, base, args.epochs) for s in args.seeds]

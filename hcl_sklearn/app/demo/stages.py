@@ -63,11 +63,16 @@ def _stage_simulate(cfg, results):
                                 n_causal=cfg.n_causal, h2=cfg.h2, realism=cfg.realism,
                                 causal_genes=genes, random_state=cfg.random_state)
     ids = pd.Index(np.asarray(cohort.subject_ids).astype(str), name="subject_id")
-    rng = np.random.default_rng(cfg.random_state)
-    perm = rng.permutation(len(ids))
-    n_test = max(int(round(cfg.test_size * len(ids))), 2)
-    return {"cohort": cohort, "ids": ids, "train": np.sort(perm[n_test:]),
-            "test": np.sort(perm[:n_test])}
+    train, test = demo_split(len(ids), cfg.test_size, cfg.random_state)
+    return {"cohort": cohort, "ids": ids, "train": train, "test": test}
+
+
+def demo_split(n_subjects, test_size, random_state):
+    """The demo's train / held-out split: sorted positions, a random ``test_size`` share
+    (at least 2 subjects) held out by ``numpy.random.default_rng(random_state)``."""
+    perm = np.random.default_rng(random_state).permutation(n_subjects)
+    n_test = max(int(round(test_size * n_subjects)), 2)
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
 def _history(model):
