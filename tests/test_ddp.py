@@ -39,19 +39,26 @@ def _torchrun(tmp_path, nproc, out):
 def test_two_processes_equal_one_at_the_same_global_batch(tmp_path):
     """36 training subjects, global batch 8 (2 x 4 per rank), 3 epochs, no augmentation
     (each rank would draw its own random numbers). Every weight and buffer is compared.
-    Measured: train losses agree to 7e-7 absolute (1e-7 relative), every tensor to 1.8e-6
-    (float32 sums in another order, amplified over 12 steps), so 1e-5 bounds both. (Before
-    the biases in front of BatchNorm were frozen, those biases and the running means
-    drifted 6e-3 apart: AdamW scales their roundoff-only gradients to full steps.)"""
+
+    The two runs sum float32 gradients in another order; training amplifies that
+    roundoff, by an amount that depends on the data and the BLAS kernel. Measured over
+    9 cohort seeds (default kernel) and seed 0 under OPENBLAS_CORETYPE=Haswell: the first
+    epoch's loss (its first step is taken before any update) within 3.3e-7 relative; the
+    later epochs' within 1.2e-6 (default kernel) and 2.2e-5 (Haswell); every tensor within
+    5.7e-6. The bounds are ~10x the worst of these. A wrong shard or gradient average
+    changes every step by O(lr = 1e-3) and the first epoch's batches, far outside them.
+    (Before the biases in front of BatchNorm were frozen, those biases and the running
+    means drifted 6e-3 apart: AdamW scales their roundoff-only gradients to full steps.)"""
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
     for n, out in ((1, one), (2, two)):
         proc = _torchrun(tmp_path, n, out)
         assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = torch.load(one), torch.load(two)
-    np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5)
+    np.testing.assert_allclose(b["loss"][0], a["loss"][0], rtol=5e-6)
+    np.testing.assert_allclose(b["loss"], a["loss"], rtol=2e-4)
     for name, x in a["state"].items():
         np.testing.assert_allclose(b["state"][name].double().numpy(), x.double().numpy(),
-                                   rtol=0, atol=1e-5, err_msg=name)
+                                   rtol=0, atol=5e-5, err_msg=name)
 
 
 def test_sampler_shards_global_batches():
