@@ -223,3 +223,33 @@ def test_bad_types_and_params():
             CrossModalGWAS(g, **kw).fit(Y)
     with pytest.raises(ValueError, match=r"cannot fit the intercept \+ 0 covariates"):
         CrossModalGWAS(Genotypes.from_array(G[:2], ids[:2])).fit(Y.iloc[:2])
+
+
+@pytest.mark.parametrize("n", [500, 9_000, 300_000])
+def test_qq_points_follow_the_sorted_quantiles(n):
+    """The QQ markers against the exact curve (a full sort): the top ``exact`` placed
+    exactly, every marker within one histogram bin (1/grid of the observed axis) of the
+    observed quantile at its rank, and few markers. Null uniforms, ties at p = 1 and a
+    tail of hits, so every part of the construction is used."""
+    from hcl_sklearn.genetics.gwas.plotting import qq_points
+
+    rng = np.random.default_rng(n)
+    p = rng.uniform(size=n)
+    p[: n // 10] = 1.0                                    # ties (e.g. monomorphic)
+    p[n // 10: n // 10 + 20] = 10.0 ** -rng.uniform(8, 30, 20)   # hits
+    nlp = -np.log10(p)
+    nlp[:3] = np.nan                                      # dropped, as in qq()
+    grid, exact = 200, 800
+    exp, obs = qq_points(nlp, grid=grid, exact=exact)
+    ref = np.sort(nlp[np.isfinite(nlp)])[::-1]
+    m = ref.size
+    rank = np.rint(m * 10.0 ** -exp + 0.5).astype(int)    # expected = -log10((r - .5) / m)
+    np.testing.assert_allclose(-np.log10((rank - 0.5) / m), exp, rtol=1e-12)
+    assert np.all(np.diff(rank) > 0) and rank[0] == 1
+    exact_rows = rank <= exact
+    np.testing.assert_array_equal(obs[exact_rows], ref[rank[exact_rows] - 1])
+    # one bin of the observed axis (+ roundoff of the bin arithmetic)
+    width = ref[0] / grid
+    assert np.abs(obs - ref[rank - 1]).max() <= width * (1 + 1e-9)
+    assert exp.size <= 2 * grid + exact + 2
+    assert np.all(np.diff(obs) <= 0)
