@@ -14,6 +14,7 @@ Usage::
     python benchmarks/embedder_recipe.py                  # 400 subjects, 320 train, 20 epochs
     python benchmarks/embedder_recipe.py --seeds 0 1 2    # the base recipe over seeds too
     python benchmarks/embedder_recipe.py --realism realistic --only-base
+    python benchmarks/embedder_recipe.py --only-base --stage-features   # earlier layers
     python benchmarks/embedder_recipe.py --subjects 1000 --epochs 80 --split demo \
         --schedule constant --options cnn_widths --seeds 0 1   # at the demo's scale
 """
@@ -89,7 +90,34 @@ def pca_cca_retrieval(vox, tr, te, n_pca=64, n_cca=16):
     return retrieval_scores(Z[:, :d], Z[:, d:], ks=(1, 10)), cca.transform(vox)
 
 
-def fit_and_score(X, tr, te, params, epochs, seed, shared):
+def stage_table(emb, X, stage=1):
+    """The query CNN's feature map after stage ``stage`` (its second ReLU) for every
+    subject of ``X``, as a ``t1_…``/``t2_…`` table (read with forward hooks while
+    ``transform`` runs)."""
+    import pandas as pd
+
+    encoders = emb.net_.module_.encoder_q
+    maps, hooks = {k: [] for k in encoders}, []
+    for k, enc in encoders.items():
+        hooks.append(enc.features[6 * stage - 1].register_forward_hook(
+            lambda mod, inp, out, k=k: maps[k].append(out.detach().flatten(1).cpu().numpy().copy())))
+    try:
+        emb.set_params(output="pooled").transform(X)
+    finally:
+        for h in hooks:
+            h.remove()
+    if "shared" in encoders:  # one pass over [T1 batch; T2 batch]
+        parts = maps["shared"]
+        A = [np.concatenate([b[: len(b) // 2] for b in parts]),
+             np.concatenate([b[len(b) // 2:] for b in parts])]
+    else:
+        A = [np.concatenate(maps["t1"]), np.concatenate(maps["t2"])]
+    p = A[0].shape[1]
+    return pd.DataFrame(np.hstack(A), columns=[f"t1_f{i}" for i in range(p)]
+                        + [f"t2_f{i}" for i in range(p)])
+
+
+def fit_and_score(X, tr, te, params, epochs, seed, shared, stage_features=False):
     import pandas as pd
 
     from hcl_sklearn import MomentumContrastiveEmbedder
@@ -112,10 +140,19 @@ def fit_and_score(X, tr, te, params, epochs, seed, shared):
     seconds = time.perf_counter() - start
     tokens = pd.DataFrame(emb.set_params(output="pooled").transform(X),
                           columns=emb.get_feature_names_out())
+    extra = {}
+    if stage_features:  # earlier layers, alone and beside the tokens (a hypercolumn)
+        import pandas as pd
+
+        s1 = stage_table(emb, X)
+        hyper = pd.concat([s1.filter(like="t1_"), tokens.filter(like="t1_"),
+                           s1.filter(like="t2_"), tokens.filter(like="t2_")], axis=1)
+        extra = {"first-stage feature map": shared_r2(s1, shared, tr, te),
+                 "hypercolumn (first stage + tokens)": shared_r2(hyper, shared, tr, te)}
     Z = emb.set_params(output="projection").transform(X[te])
     d = Z.shape[1] // 2
     return (retrieval_scores(Z[:, :d], Z[:, d:], ks=(1, 10)), seconds,
-            shared_r2(tokens, shared, tr, te))
+            shared_r2(tokens, shared, tr, te), extra)
 
 
 def main(argv=None):
@@ -140,6 +177,9 @@ def main(argv=None):
                              "random split (numpy default_rng(cohort seed) permutation)")
     parser.add_argument("--schedule", default=None, choices=["constant", "cosine_warm_restarts"],
                         help="lr_schedule of the base recipe (the demo's: constant)")
+    parser.add_argument("--stage-features", action="store_true",
+                        help="rows for the base recipe and the random init: R² from the "
+                             "first CNN stage's feature map, and from it beside the tokens")
     args = parser.parse_args(argv)
     values = list(REFERENCE_VALUES.items()) + list(OTHER_VALUES.items())
     unknown = set(args.options or ()) - {k for k, _ in values}
@@ -192,9 +232,13 @@ def main(argv=None):
                  for k, v in values if args.options is None or k in args.options
                  for s in (args.seeds if args.options else args.seeds[:1])]
     for name, seed, params, epochs in rows:
-        r, sec, r2 = fit_and_score(X, tr, te, params, epochs, seed, shared)
+        r, sec, r2, extra = fit_and_score(X, tr, te, params, epochs, seed, shared,
+                                          args.stage_features and params is base)
         print(f"| {name} | {seed} | {r['top1']:.3f} | {r['recall@10']:.3f} | "
               f"{r['mean_rank']:.1f} | {r2[0]:.3f} / {r2[1]:.3f} | {sec:.0f} |", flush=True)
+        for what, (mean, worst) in extra.items():
+            print(f"| {name}: {what} | {seed} | - | - | - | {mean:.3f} / {worst:.3f} | - |",
+                  flush=True)
 
 
 def factor_recovery_table(variates, shared, tr, te):
