@@ -44,7 +44,7 @@ REFERENCE_VALUES = {
 }
 #: other values tried against the base (not the reference's): a wider CNN and a higher
 #: temperature
-OTHER_VALUES = {"cnn_widths": (16, 32), "temperature": 0.2}
+OTHER_VALUES = {"cnn_widths": (16, 32), "temperature": 0.2, "embed_dim": 64}
 
 
 def zscore(X):
