@@ -190,6 +190,27 @@ def test_realistic_setting_keeps_genetics_and_adds_acquisition_realism():
         assert np.corrcoef(moved[:, k], -shift[:, k])[0, 1] > 0.7
 
 
+def test_realism_dict_overrides_basic_one_property_at_a_time():
+    """A dict of settings starts from 'basic': {} is 'basic', the 'realistic' settings as
+    a dict are 'realistic' (bit for bit), and the T2 mask alone gives the T2 a brain mask
+    of its own and leaves T1's (it used to be ignored unless the T2 was also shifted or
+    warped; the noise draws of later subjects change with the T2 mask's size)."""
+    from hcl_sklearn.datasets.cohort import REALISM
+
+    kw = dict(n_subjects=6, shape=(16, 20, 16), random_state=3)
+    basic = make_paired_cohort(**kw)
+    np.testing.assert_array_equal(make_paired_cohort(**kw, realism={}).X, basic.X)
+    np.testing.assert_array_equal(
+        make_paired_cohort(**kw, realism=dict(REALISM["realistic"])).X,
+        make_paired_cohort(**kw, realism="realistic").X)
+    mask = make_paired_cohort(**kw, realism={"t2_mask_threshold": (0.35, 0.65)})
+    np.testing.assert_array_equal(mask.X[:, 0] != 0, basic.X[:, 0] != 0)
+    np.testing.assert_array_equal(mask.X[0, 0], basic.X[0, 0])      # same draws so far
+    assert ((mask.X[:, 1] != 0) != (basic.X[:, 1] != 0)).any()   # T2 masks of their own
+    with pytest.raises(ValueError, match=r"unknown realism setting\(s\) \['bias'\]"):
+        make_paired_cohort(**kw, realism={"bias": 0.2})
+
+
 def test_realism_and_noise_arguments_are_checked():
     with pytest.raises(ValueError, match="realism must be one of"):
         make_paired_cohort(5, None, realism="hard")

@@ -69,6 +69,27 @@ REALISM = {
 __all__ = ["make_paired_cohort"]
 
 
+def _realism_settings(realism):
+    """The acquisition/anatomy settings of a ``realism`` level name, or of a dict that
+    overrides some of the ``'basic'`` level's (e.g. to switch one realistic property on)."""
+    if isinstance(realism, str) and realism in REALISM:
+        return dict(REALISM[realism])
+    if not isinstance(realism, dict):
+        raise ValueError(f"realism must be one of {sorted(REALISM)} or a dict of settings; "
+                         f"got {realism!r}.")
+    unknown = sorted(set(realism) - set(REALISM["basic"]))
+    if unknown:
+        raise ValueError(f"unknown realism setting(s) {unknown}; the settings are "
+                         f"{sorted(REALISM['basic'])}.")
+    settings = {**REALISM["basic"], **realism}
+    for key in ("noise_level", "t2_mask_threshold"):
+        settings[key] = tuple(float(v) for v in np.broadcast_to(settings[key], (2,)))
+    if int(settings["n_sites"]) < 1:
+        raise ValueError(f"n_sites must be >= 1; got {settings['n_sites']!r}.")
+    settings["n_sites"] = int(settings["n_sites"])
+    return settings
+
+
 def _check_h2(value, name, allow_none=False):
     if value is None and allow_none:
         return None
@@ -323,7 +344,7 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
     bias_strength : float or None, default=None
         SD of the log bias field; ``None``: the ``realism`` level's (0.1; ``'realistic'``:
         0.2).
-    realism : {'basic', 'realistic'}, default='basic'
+    realism : {'basic', 'realistic'} or dict, default='basic'
         ``'basic'``: the original cohort (one scanner, T1 and T2 perfectly registered with one
         brain mask, weak nuisance). ``'realistic'`` adds, each from a published property of
         real data (docs/simulator.md): 3 scanner sites with their own tissue contrast
@@ -331,7 +352,9 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
         T2, a residual T2-to-T1 misregistration of about 1 mm, a T2 brain mask of its own,
         and each subject's own non-heritable high-dimensional anatomical variability (a
         smooth random warp of 1.5 mm RMS). Genotypes, factors, age and disorder are the same
-        as with ``'basic'`` for the same ``random_state``.
+        as with ``'basic'`` for the same ``random_state``. A dict overrides some of
+        ``'basic'``'s settings (the keys of :data:`REALISM`), e.g. ``{'bias_strength':
+        0.2}`` to add one realistic property alone (``benchmarks/realism_ablation.py``).
     causal_genes : sequence of str or None, default=None
         Gene symbols (GENCODE 32, chr22, GRCh37) that carry the causal SNPs of the shared
         shape factors: causal SNP ``k`` of ``shape_j`` is drawn among the SNPs (sample MAF
@@ -409,8 +432,7 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
     if genotype_model not in GENOTYPE_MODELS:
         raise ValueError(f"genotype_model must be one of {GENOTYPE_MODELS}; got "
                          f"{genotype_model!r}.")
-    if realism not in REALISM:
-        raise ValueError(f"realism must be one of {sorted(REALISM)}; got {realism!r}.")
+    settings = _realism_settings(realism)
     n_chromosomes = _check_int(n_chromosomes, "n_chromosomes", 1)
     if (isinstance(related_fraction, bool) or not isinstance(related_fraction, numbers.Real)
             or not 0 <= related_fraction <= 1):
@@ -421,7 +443,6 @@ def make_paired_cohort(n_subjects=200, shape=(32, 40, 32), *, n_heritable=3, n_c
     if related and genotype_model != "mosaic":
         raise ValueError("n_chromosomes > 1 and related_fraction > 0 need "
                          f"genotype_model='mosaic'; got {genotype_model!r}.")
-    settings = dict(REALISM[realism])
     if noise_level is not None:
         levels = np.atleast_1d(np.asarray(noise_level, dtype=object))
         if levels.size not in (1, 2) or not all(
@@ -607,7 +628,9 @@ def _render_images(bunch, shape, rng, rng_site, settings, site, *, return_tissue
     scales = np.ones(n)
     shifts = np.zeros((n, 3))
     src = (maps["gm"], maps["wm"], maps["mask"])
-    realistic = settings["individual_rms_mm"] > 0 or settings["t2_shift_mm"] > 0
+    # T2 drawn from its own tissues (shifted, its own mask) unless nothing asks for it
+    realistic = (settings["individual_rms_mm"] > 0 or settings["t2_shift_mm"] > 0
+                 or settings["t2_mask_threshold"] != REALISM["basic"]["t2_mask_threshold"])
     gains = (_site_gains(rng_site, settings["n_sites"], settings["site_gain_sd"])
              if settings["site_gain_sd"] > 0 else None)
     # subjects per chunk: displacement fields of ~64 MiB at most (one subject at 1 mm)
