@@ -624,6 +624,15 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
         Returns
         -------
         self : object
+
+        Warns
+        -----
+        ConfigurationWarning
+            The configuration cannot learn at the data's scale (an EMA that barely moves,
+            a queue the data cannot fill); the message names the parameters to change.
+        sklearn.exceptions.ConvergenceWarning
+            The validation retrieval of the returned weights is within 2 binomial SEs of
+            chance: the embedding has not learned the T1-T2 correspondence.
         """
         pairs = self._pairs(X)
         volume_shape = tuple(pairs.volume_shape)
@@ -664,7 +673,40 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
         self.validation_ids_ = pairs.subject_ids[idx_valid]
         restore = dict(net.callbacks_).get("restore_best")
         self.best_epoch_ = None if restore is None else restore.best_epoch_
+        self._warn_if_it_did_not_learn(len(idx_valid))
         return self
+
+    def _warn_if_it_did_not_learn(self, n_valid):
+        """ConvergenceWarning when the validation retrieval of the returned weights (the
+        best epoch's, else the last) is within 2 binomial SEs of chance: when the
+        projections carry nothing cross-modal, recall@k in each direction is
+        Binomial(n_valid, k / n_valid) / n_valid, and the logged mean of the two
+        directions has at most that SD (k: the largest logged of 10, 5, 1 with
+        k / n_valid <= 0.25)."""
+        from sklearn.exceptions import ConvergenceWarning
+
+        if not n_valid or not len(self.history_):
+            return
+        ks = [k for k in (10, 5, 1) if k / n_valid <= 0.25
+              and (f"valid_recall@{k}" if k > 1 else "valid_top1") in self.history_[-1]]
+        if not ks:
+            return
+        k = ks[0]
+        key = f"valid_recall@{k}" if k > 1 else "valid_top1"
+        row = self.history_[-1] if self.best_epoch_ is None else next(
+            (h for h in self.history_ if h["epoch"] == self.best_epoch_), self.history_[-1])
+        p0 = k / n_valid
+        bound = p0 + 2.0 * math.sqrt(p0 * (1.0 - p0) / n_valid)
+        got = float(row[key])
+        if got <= bound:
+            warnings.warn(
+                f"After {len(self.history_)} epochs the validation retrieval is at chance "
+                f"({key.removeprefix('valid_')} {got:.3f} on {n_valid} validation subjects; "
+                f"chance {p0:.3f}, 2-SE bound {bound:.3f}): the embedding has not learned "
+                "the T1-T2 correspondence. More subjects or max_epochs may help; under "
+                "strong acquisition nuisance (bias fields, noisy T2, per-contrast brain "
+                "masks, misregistration) this recipe may not learn at small scale "
+                "(docs/embedder.md).", ConvergenceWarning, stacklevel=3)
 
     _NOT_IN_CHECKPOINT = ("verbose", "checkpoint_dir", "callbacks", "num_workers",
                           "cache_dir", "temp_folder", "max_epochs")
