@@ -42,8 +42,8 @@ REFERENCE_VALUES = {
     "projector_batchnorm": "shared", "queue_modalities": "t2", "lr": 1e-4,
     "proj_hidden_dim": None, "batch_size": 4, "lr_schedule": "constant",
 }
-#: other values tried against the base (not the reference's): a wider CNN and a higher
-#: temperature
+#: other values tried against the base (not the reference's): a wider CNN, a higher
+#: temperature and wider tokens
 OTHER_VALUES = {"cnn_widths": (16, 32), "temperature": 0.2, "embed_dim": 64}
 
 
@@ -67,6 +67,15 @@ def _voxel_table(Z, pool=1):
     p = Z.shape[2]
     return pd.DataFrame(Z.reshape(len(Z), -1),
                         columns=[f"t1_v{i}" for i in range(p)] + [f"t2_v{i}" for i in range(p)])
+
+
+def shared_factors(bunch):
+    """The planted shared heritable factors (seen by both modalities) of a simulated
+    cohort, one column each, rows in subject order."""
+    factors = bunch.truth.factors
+    names = [f for f in factors.index
+             if factors.loc[f, "kind"] == "heritable" and len(factors.loc[f, "modalities"]) > 1]
+    return bunch.truth.factor_values[names].reset_index(drop=True)
 
 
 def shared_r2(features, shared, tr, te, n_components=16):
@@ -98,9 +107,11 @@ def stage_table(emb, X, stage=1):
 
     encoders = emb.net_.module_.encoder_q
     maps, hooks = {k: [] for k in encoders}, []
+    def keep(k):  # copy: the output's memory is reused by the next batch
+        return lambda mod, inp, out: maps[k].append(out.detach().flatten(1).cpu().numpy().copy())
+
     for k, enc in encoders.items():
-        hooks.append(enc.features[6 * stage - 1].register_forward_hook(
-            lambda mod, inp, out, k=k: maps[k].append(out.detach().flatten(1).cpu().numpy().copy())))
+        hooks.append(enc.features[6 * stage - 1].register_forward_hook(keep(k)))
     try:
         emb.set_params(output="pooled").transform(X)
     finally:
@@ -142,8 +153,6 @@ def fit_and_score(X, tr, te, params, epochs, seed, shared, stage_features=False)
                           columns=emb.get_feature_names_out())
     extra = {}
     if stage_features:  # earlier layers, alone and beside the tokens (a hypercolumn)
-        import pandas as pd
-
         s1 = stage_table(emb, X)
         hyper = pd.concat([s1.filter(like="t1_"), tokens.filter(like="t1_"),
                            s1.filter(like="t2_"), tokens.filter(like="t2_")], axis=1)
@@ -203,10 +212,8 @@ def main(argv=None):
           f"{args.epochs} epochs")
     base = dict(BASE) if args.schedule is None else {**BASE, "lr_schedule": args.schedule}
     print(f"base recipe: {json.dumps(base)}\n")
-    factors = bunch.truth.factors
-    names = [f for f in factors.index
-             if factors.loc[f, "kind"] == "heritable" and len(factors.loc[f, "modalities"]) > 1]
-    shared = bunch.truth.factor_values[names].reset_index(drop=True)
+    shared = shared_factors(bunch)
+    names = list(shared.columns)
     print(f"shared heritable factors: {names}")
     print("| run | seed | top-1 | recall@10 | mean rank | shared R² mean / min | fit s |")
     print("|---|---|---|---|---|---|---|")

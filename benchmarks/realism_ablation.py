@@ -102,10 +102,7 @@ def main(argv=None):
         b = make_paired_cohort(args.subjects, tuple(args.shape), realism=realism,
                                random_state=args.cohort_seed)
         X0 = np.asarray(b.X, np.float32)
-        f = b.truth.factors
-        names = [k for k in f.index
-                 if f.loc[k, "kind"] == "heritable" and len(f.loc[k, "modalities"]) > 1]
-        shared = b.truth.factor_values[names].reset_index(drop=True)
+        shared = er.shared_factors(b)
         for corrected in ((False, True) if args.bias_correction else (False,)):
             X = bias_corrected(X0) if corrected else X0
             vox = er._voxel_table(er.zscore(X))

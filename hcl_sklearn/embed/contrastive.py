@@ -687,12 +687,12 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
 
         if not n_valid or not len(self.history_):
             return
-        ks = [k for k in (10, 5, 1) if k / n_valid <= 0.25
-              and (f"valid_recall@{k}" if k > 1 else "valid_top1") in self.history_[-1]]
-        if not ks:
+        logged = {10: "valid_recall@10", 5: "valid_recall@5", 1: "valid_top1"}
+        k = next((k for k, key in logged.items()
+                  if k / n_valid <= 0.25 and key in self.history_[-1]), None)
+        if k is None:
             return
-        k = ks[0]
-        key = f"valid_recall@{k}" if k > 1 else "valid_top1"
+        key = logged[k]
         row = self.history_[-1] if self.best_epoch_ is None else next(
             (h for h in self.history_ if h["epoch"] == self.best_epoch_), self.history_[-1])
         p0 = k / n_valid
