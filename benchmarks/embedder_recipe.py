@@ -15,6 +15,7 @@ Usage::
     python benchmarks/embedder_recipe.py --seeds 0 1 2    # the base recipe over seeds too
     python benchmarks/embedder_recipe.py --realism realistic --only-base
     python benchmarks/embedder_recipe.py --only-base --stage-features   # earlier layers
+    python benchmarks/embedder_recipe.py --only-base --params '{"cnn_widths": [16]}'
     python benchmarks/embedder_recipe.py --subjects 1000 --epochs 80 --split demo \
         --schedule constant --options cnn_widths --seeds 0 1   # at the demo's scale
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 import warnings
 
@@ -139,18 +141,23 @@ def fit_and_score(X, tr, te, params, epochs, seed, shared, stage_features=False)
     if params.get("pooling") == "grid":       # the full token grid of this volume size
         from hcl_sklearn.embed.nn.moco import MomentumContrast
 
-        probe = MomentumContrast(volume_shape=X.shape[2:], encoder="cnn",
-                                 embed_dim=params["embed_dim"],
-                                 cnn_widths=params["cnn_widths"], proj_dim=4)
-        params["pooling"] = probe.grid
+        arch = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()
+                if k in ("encoder", "embed_dim", "cnn_widths", "patch_size", "depth",
+                         "n_heads")}
+        params["pooling"] = MomentumContrast(volume_shape=X.shape[2:], proj_dim=4,
+                                             **arch).grid
     start = time.perf_counter()
     emb = MomentumContrastiveEmbedder(**params, max_epochs=epochs, random_state=seed)
     with warnings.catch_warnings():  # the default queue is clipped to the 288 subjects
         warnings.simplefilter("ignore", ConfigurationWarning)
         emb.fit(X[tr])
     seconds = time.perf_counter() - start
-    tokens = pd.DataFrame(emb.set_params(output="pooled").transform(X),
-                          columns=emb.get_feature_names_out())
+    # the encoder's token output (the reference protocol); the same numbers as the pooled
+    # output wherever the projector sees the full grid (the base), finer where it does not
+    T = emb.set_params(output="tokens").transform(X)    # a memmap in the temp folder
+    tokens = pd.DataFrame(np.array(T), columns=emb.get_feature_names_out())
+    path, T = T.filename, None
+    os.remove(path)
     extra = {}
     if stage_features:  # earlier layers, alone and beside the tokens (a hypercolumn)
         s1 = stage_table(emb, X)
@@ -189,6 +196,12 @@ def main(argv=None):
     parser.add_argument("--stage-features", action="store_true",
                         help="rows for the base recipe and the random init: R² from the "
                              "first CNN stage's feature map, and from it beside the tokens")
+    parser.add_argument("--params", type=json.loads, action="append", default=[],
+                        metavar="JSON",
+                        help="an extra row: the base recipe with these estimator parameters, "
+                             "over every --seeds (repeatable), e.g. '{\"encoder\": \"vit\", "
+                             "\"patch_size\": [4, 4, 4], \"depth\": 4, \"n_heads\": 4, "
+                             "\"embed_dim\": 48}'")
     args = parser.parse_args(argv)
     values = list(REFERENCE_VALUES.items()) + list(OTHER_VALUES.items())
     unknown = set(args.options or ()) - {k for k, _ in values}
@@ -238,6 +251,8 @@ def main(argv=None):
         rows += [(f"{k}={v!r}", s, {**base, k: v}, args.epochs)
                  for k, v in values if args.options is None or k in args.options
                  for s in (args.seeds if args.options else args.seeds[:1])]
+    rows += [(json.dumps(extra), s, {**base, **extra}, args.epochs)
+             for extra in args.params for s in args.seeds]
     for name, seed, params, epochs in rows:
         r, sec, r2, extra = fit_and_score(X, tr, te, params, epochs, seed, shared,
                                           args.stage_features and params is base)
