@@ -82,6 +82,67 @@ def test_cluster_grm_equals_single_process(client, data):
     assert n_used == K1.attrs["n_snps"] == K2.attrs["n_snps"]
 
 
+def _scattered_keys(monkeypatch, run):
+    """Keys of the futures ``Client.scatter`` returned while ``run()`` ran (the real scatter,
+    observed: every client's, including one made from a scheduler address)."""
+
+    keys, scatter = [], distributed.Client.scatter
+
+    def observed(self, data, *args, **kwargs):
+        out = scatter(self, data, *args, **kwargs)
+        futures = out.values() if isinstance(out, dict) else (
+            out if isinstance(out, (list, tuple)) else [out])
+        keys.extend(f.key for f in futures)
+        return out
+
+    with monkeypatch.context() as m:
+        m.setattr(distributed.Client, "scatter", observed)
+        run()
+    return set(keys)
+
+
+def test_runs_share_no_scattered_key(client, data, monkeypatch):
+    """Every run scatters under keys of its own. A dict scattered as it is goes out value by
+    value under its own keys ("geno", "rows", ...), shared by every run on the cluster, so
+    that concurrent runs read each other's data; a content-hashed key is shared by two runs
+    of the same data, and one run's release of it can strand the other's tasks
+    (dask/distributed#8576: a CI run hung here)."""
+    arr = Genotypes.from_array(data["geno"].read(standardize=False), data["geno"].iid,
+                               data["geno"].snps)
+    kw = dict(covariates=data["cov"], block_size=512, n_jobs=1)
+    addr = client.scheduler.address
+    runs = [_scattered_keys(monkeypatch, lambda: CrossModalGWAS(g, cluster=c, **kw)
+                            .fit(data["Y"]))
+            for g in (data["geno"], arr) for c in (client, client, addr)]
+    runs += [_scattered_keys(monkeypatch, lambda: grm(arr, cluster=client)) for _ in range(2)]
+    assert all(len(keys) == 1 for keys in runs), runs     # one scattered object per run
+    assert len(set().union(*runs)) == len(runs), runs
+
+
+def test_concurrent_runs_on_one_cluster_keep_their_data(client, data):
+    """Two fits of different phenotypes and genotypes at once on one cluster each equal
+    their single-process result."""
+    arr = Genotypes.from_array(data["geno"].read(standardize=False)[:, ::-1].copy(),
+                               data["geno"].iid, data["geno"].snps.iloc[::-1])
+    Y2 = data["Y"].iloc[:, ::-1].set_axis(data["Y"].columns, axis=1)
+    jobs = [(data["geno"], data["Y"]), (arr, Y2)]
+    kw = dict(covariates=data["cov"], block_size=256, n_jobs=1)
+    single = [CrossModalGWAS(g, **kw).fit(y) for g, y in jobs]
+    out = [None, None]
+
+    def fit(i):
+        out[i] = CrossModalGWAS(jobs[i][0], cluster=client, **kw).fit(jobs[i][1])
+
+    threads = [threading.Thread(target=fit, args=(i,)) for i in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=300)
+    assert not any(th.is_alive() for th in threads), "a cluster run did not finish"
+    for ref, got in zip(single, out):
+        _equal(ref, got)
+
+
 @pytest.fixture
 def own_client():
     """A cluster of its own for the test that kills a worker (no other test shares it)."""

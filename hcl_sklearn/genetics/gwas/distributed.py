@@ -48,6 +48,18 @@ def client_for(cluster):
         client.close()
 
 
+def _scatter(client, obj):
+    """A future of ``obj`` held by every worker, under a key of this call's own.
+
+    ``obj`` goes in a list of one: a dict would be scattered value by value under its own
+    keys ("geno", "rows", ...), names every run on the cluster shares, so that concurrent
+    runs would read each other's data. And no content hash: two runs of the same data would
+    share a key, and one run's release of it can drop it while the other still needs it,
+    which leaves that run's tasks waiting forever (dask/distributed#8576).
+    """
+    return client.scatter([obj], broadcast=True, hash=False)[0]
+
+
 def _portable(scan):
     """What a worker needs to scan any block (no result arrays, no open state)."""
     return {"geno": None if scan.bed is not None else scan.geno, "groups": scan.groups,
@@ -115,7 +127,7 @@ def run_blocks_distributed(scan, starts, cluster, *, store=None, verbose=0):
                unit="block")
     try:
         with client_for(cluster) as client:
-            spec = client.scatter(_portable(scan), broadcast=True)
+            spec = _scatter(client, _portable(scan))
             futures = client.map(_scan_task, [spec] * len(todo), todo, pure=False)
             for _, (start, part, counts) in as_completed(futures, with_results=True):
                 stop = scan.stop(start)
@@ -154,7 +166,7 @@ def grm_distributed(genotypes, rows, *, block_size, scale, cluster, chunk_snps=N
         # a file source pickles as its path (workers reopen it): part of each task, so a
         # task can run anywhere, again; in-memory genotypes are sent once to every worker
         in_memory = isinstance(getattr(genotypes, "_source", None), np.ndarray)
-        g = client.scatter(genotypes, broadcast=True) if in_memory else genotypes
+        g = _scatter(client, genotypes) if in_memory else genotypes
         parts = [client.submit(_grm_task, g, rows, lo, hi, block_size, scale, pure=False)
                  for lo, hi in ranges]
         while len(parts) > 1:
