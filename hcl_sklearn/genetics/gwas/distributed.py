@@ -129,15 +129,20 @@ def run_blocks_distributed(scan, starts, cluster, *, store=None, verbose=0):
         with client_for(cluster) as client:
             spec = _scatter(client, _portable(scan))
             futures = client.map(_scan_task, [spec] * len(todo), todo, pure=False)
-            for _, (start, part, counts) in as_completed(futures, with_results=True):
-                stop = scan.stop(start)
-                for name in fields:
-                    getattr(scan.results, name)[start:stop] = getattr(part, name)
-                if store is not None:
-                    store.save(start, stop, scan.results, counts)
-                qc["mono"] += counts[0]
-                qc["low"] += counts[1]
-                bar.update(1)
+            # results fetched by this loop, in the batches that have finished: with
+            # as_completed(with_results=True), a fetch that fails on a closed connection
+            # is never yielded and the loop waits forever (dask/distributed#7331); here
+            # the failure is raised
+            for batch in as_completed(futures).batches():
+                for start, part, counts in client.gather(batch):
+                    stop = scan.stop(start)
+                    for name in fields:
+                        getattr(scan.results, name)[start:stop] = getattr(part, name)
+                    if store is not None:
+                        store.save(start, stop, scan.results, counts)
+                    qc["mono"] += counts[0]
+                    qc["low"] += counts[1]
+                    bar.update(1)
     finally:
         bar.close()
     return qc
