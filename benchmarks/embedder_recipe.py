@@ -155,9 +155,8 @@ def fit_and_score(X, tr, te, params, epochs, seed, shared, stage_features=False)
     # the encoder's token output (the reference protocol); the same numbers as the pooled
     # output wherever the projector sees the full grid (the base), finer where it does not
     T = emb.set_params(output="tokens").transform(X)    # a memmap in the temp folder
-    tokens = pd.DataFrame(np.array(T), columns=emb.get_feature_names_out())
-    path, T = T.filename, None
-    os.remove(path)
+    tokens = pd.DataFrame(np.array(T), columns=emb.get_feature_names_out())   # a copy
+    os.remove(T.filename)
     extra = {}
     if stage_features:  # earlier layers, alone and beside the tokens (a hypercolumn)
         s1 = stage_table(emb, X)

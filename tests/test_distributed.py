@@ -106,7 +106,7 @@ def test_runs_share_no_scattered_key(client, data, monkeypatch):
     value under its own keys ("geno", "rows", ...), shared by every run on the cluster, so
     that concurrent runs read each other's data; a content-hashed key is shared by two runs
     of the same data, and one run's release of it can strand the other's tasks
-    (dask/distributed#8576: a CI run hung here)."""
+    (dask/distributed#8576)."""
     arr = Genotypes.from_array(data["geno"].read(standardize=False), data["geno"].iid,
                                data["geno"].snps)
     kw = dict(covariates=data["cov"], block_size=512, n_jobs=1)
