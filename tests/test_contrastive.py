@@ -351,14 +351,14 @@ def test_it_learns_shared_anatomy():
     assert mean("recall@5", 0) >= mean("recall@5", 1) + 0.15
 
 
-def test_grid_pooling_keeps_spatial_layout(volumes):
+def test_grid_pooling_keeps_spatial_layout(volumes, tmp_path):
     """pooling=(2, 2, 2): pooled output = per-cell means of the token grid, flattened."""
     emb = MomentumContrastiveEmbedder(**{**FAST, "pooling": (2, 2, 2)}).fit(volumes)
     module = emb.net_.module_
     assert module.pooled_dim == 8 * 8
     Z = emb.transform(volumes)
     assert Z.shape == (16, 2 * 64) and emb.get_feature_names_out()[64] == "t2_000"
-    emb.set_params(output="tokens")
+    emb.set_params(output="tokens", temp_folder=str(tmp_path))   # no file left behind
     tok = np.asarray(emb.transform(volumes)).reshape(16, 2, *module.grid, 8)
     gd, gh, gw = (g // 2 for g in module.grid)  # grid is even here: exact 2x2x2 cells
     cells = tok.reshape(16, 2, 2, gd, 2, gh, 2, gw, 8).mean(axis=(3, 5, 7))
