@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import sys
 
-from sklearn.base import clone
-
 __all__ = ["SharesDataOnClone", "resolve_device"]
 
 
@@ -40,6 +38,8 @@ class SharesDataOnClone:
     _shared_params: tuple = ()
 
     def __sklearn_clone__(self):
+        from sklearn.base import clone
+
         params = self.get_params(deep=False)
         new = {k: v if k in self._shared_params else clone(v, safe=False)
                for k, v in params.items()}

@@ -96,6 +96,49 @@ def test_gwas_parquet_without_plots(workflow, tmp_path):
     np.testing.assert_allclose(txt["beta"], pq["beta"], rtol=5e-7 * (1 + 1e-9))
 
 
+def test_gwas_command_runs_the_estimators_engine_without_scikit_learn(workflow, tmp_path):
+    """`hcl gwas` fits with CrossModalGWAS's engine and does not import scikit-learn or
+    scipy.stats (their import is most of its start-up); its files equal those of
+    CrossModalGWAS fitted on the same tables (the same code, so the same bits)."""
+    import subprocess
+    import sys
+
+    from hcl_sklearn.app.cli import read_table
+    from hcl_sklearn.genetics import Genotypes
+    from hcl_sklearn.genetics.gwas import CrossModalGWAS
+
+    out = tmp_path / "fresh"
+    args = ["gwas", str(workflow["emb"]), "--bfile", str(workflow["cohort"] / "genotypes"),
+            "--covariates", str(workflow["cohort"] / "covariates.tsv"), "--quiet",
+            "--no-plots", "--out", str(out)]
+    code = ("import sys; from hcl_sklearn.app.cli import main; "
+            f"assert main({args!r}) == 0; "
+            "print(sorted(m for m in ('sklearn', 'scipy.stats', 'torch') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "[]"
+
+    Y = read_table(workflow["emb"])
+    cov = read_table(workflow["cohort"] / "covariates.tsv")
+    gw = CrossModalGWAS(Genotypes.from_plink(str(workflow["cohort"] / "genotypes")),
+                        covariates=cov).fit(Y)
+    gw.to_tsv_gz(tmp_path / "est.tsv.gz")
+    pd.testing.assert_frame_equal(pd.read_csv(out / "sumstats.tsv.gz", sep="\t"),
+                                  pd.read_csv(tmp_path / "est.tsv.gz", sep="\t"))
+    lam = pd.read_csv(out / "lambda_gc.tsv", sep="\t", index_col=0)["lambda_gc"]
+    np.testing.assert_array_equal(lam.to_numpy(), gw.lambda_gc_.to_numpy())
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--alpha", "2", "must lie in (0, 1)"), ("--alpha", "0", "must lie in (0, 1)"),
+    ("--maf", "0.5", "must lie in [0, 0.5)"), ("--maf", "x", "invalid _maf value")])
+def test_gwas_arguments_out_of_range_are_refused(flag, value, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["gwas", "e.tsv", "--bfile", "g", "--out", "o",
+                                   flag, value])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_every_command_has_help(capsys):
     for cmd in ("demo", "simulate", "fit", "embed", "heritability", "gwas", "genes",
                 "prowas", "drugs", "targets"):

@@ -11,7 +11,7 @@ import pytest
 from bed_reader import open_bed, to_bed
 
 from hcl_sklearn.genetics import Genotypes
-from hcl_sklearn.genetics.gwas import CrossModalGWAS, estimator, t_log_pvalue
+from hcl_sklearn.genetics.gwas import CrossModalGWAS, engine, t_log_pvalue
 from hcl_sklearn.genetics.gwas._bed import BedBlockReader, bed_source
 from hcl_sklearn.genetics.gwas.association import StudentLogP
 from hcl_sklearn.genetics.gwas.loci import _LD
@@ -236,14 +236,14 @@ def test_float32_bounds_catch_a_perturbed_kernel(cohort, samples, monkeypatch):
     with its block product off by 1e-3 relative fails it."""
     g, G, iid, _, cov = cohort
     fast, slow, Y = _fits(cohort, "float32", samples)
-    product = estimator.AssociationKernel.product
+    product = engine.AssociationKernel.product
 
     def perturbed(self, *args, **kwargs):
         res = product(self, *args, **kwargs)        # ``out`` if given, else a new array
         res *= 1 + 1e-3
         return res
 
-    monkeypatch.setattr(estimator.AssociationKernel, "product", perturbed)
+    monkeypatch.setattr(engine.AssociationKernel, "product", perturbed)
     fast.fit(Y)
     with pytest.raises(AssertionError, match="t beyond its float32 bound"):
         assert_float32_fits_agree(fast, slow, float32_bounds(slow, G, iid, Y, cov))
@@ -255,11 +255,11 @@ def test_threads_and_blocks_do_not_change_results(cohort, monkeypatch):
     b = CrossModalGWAS(g, covariates=cov, alpha=1e-3, block_size=4096, n_jobs=1).fit(Y)
     _same_fit(a, b, rtol=1e-12)
     # several decode + product sub-blocks inside each block
-    monkeypatch.setattr(estimator, "_SUB_BLOCK_BYTES", 1)
-    monkeypatch.setattr(estimator, "_MIN_SUB_SNPS", 32)
+    monkeypatch.setattr(engine, "_SUB_BLOCK_BYTES", 1)
+    monkeypatch.setattr(engine, "_MIN_SUB_SNPS", 32)
     calls = []
-    product = estimator.AssociationKernel.product
-    monkeypatch.setattr(estimator.AssociationKernel, "product",
+    product = engine.AssociationKernel.product
+    monkeypatch.setattr(engine.AssociationKernel, "product",
                         lambda self, G, *a, **k: calls.append(G.shape[1]) or
                         product(self, G, *a, **k))
     c = CrossModalGWAS(g, covariates=cov, alpha=1e-3, block_size=600, n_jobs=1).fit(Y)

@@ -88,6 +88,22 @@ def _covariates(path, ids):
     return read_table(path, "covariates")
 
 
+def _probability(text):
+    """``--alpha``: a level in (0, 1)."""
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1), e.g. 5e-8; got {text}")
+    return value
+
+
+def _maf(text):
+    """``--maf``: a minor-allele-frequency threshold in [0, 0.5)."""
+    value = float(text)
+    if not 0 <= value < 0.5:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 0.5), e.g. 0.01; got {text}")
+    return value
+
+
 # --------------------------------------------------------------------------- commands
 def _cmd_demo(args):
     from .demo import DemoConfig, run_demo
@@ -286,7 +302,9 @@ def _cmd_heritability(args):
 def _cmd_gwas(args):
     import pandas as pd
 
-    from ..genetics.gwas import CrossModalGWAS
+    # CrossModalGWAS's engine: the same computation without importing scikit-learn (a
+    # second or two of start-up); argparse has checked the arguments' types and ranges
+    from ..genetics.gwas.engine import GWASEngine
 
     Y = read_table(args.embeddings, "embeddings")
     g = _genotypes(args.bfile)
@@ -298,7 +316,7 @@ def _cmd_gwas(args):
         grm = load_grm(args.grm)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    gw = CrossModalGWAS(g, model=args.model, grm=grm, loco=not args.no_loco,
+    gw = GWASEngine(g, model=args.model, grm=grm, loco=not args.no_loco,
                         covariates=cov, alpha=args.alpha, maf=args.maf,
                         out_dir=out / "blocks" if args.resumable else None,
                         verbose=0 if args.quiet else 1).fit(Y)
@@ -442,7 +460,7 @@ def build_parser():
     p.add_argument("--bfile", required=True, help="PLINK 1 prefix (.bed/.bim/.fam)")
     p.add_argument("--covariates", help="TSV: subject_id + numeric covariates")
     p.add_argument("--method", choices=["reml", "he"], default="reml")
-    p.add_argument("--maf", type=float, default=0.01, help="SNP filter for the GRM")
+    p.add_argument("--maf", type=_maf, default=0.01, help="SNP filter for the GRM")
     p.add_argument("--rg", action="store_true", help="also the T1 x T2 genetic correlation")
     p.add_argument("--out", required=True, help="TSV to write")
     p.set_defaults(func=_cmd_heritability)
@@ -461,8 +479,8 @@ def build_parser():
     p.add_argument("embeddings", help="TSV: subject_id + columns t1_*, t2_*")
     p.add_argument("--bfile", required=True, help="PLINK 1 prefix (.bed/.bim/.fam)")
     p.add_argument("--covariates", help="TSV: subject_id + numeric covariates")
-    p.add_argument("--alpha", type=float, default=5e-8, help="genome-wide level")
-    p.add_argument("--maf", type=float, default=0.01)
+    p.add_argument("--alpha", type=_probability, default=5e-8, help="genome-wide level")
+    p.add_argument("--maf", type=_maf, default=0.01, help="minor allele frequency filter")
     p.add_argument("--model", choices=("ols", "lmm"), default="ols",
                    help="ols: unrelated subjects; lmm: mixed model for cohorts with relatives")
     p.add_argument("--grm", help="--model lmm: a GRM saved by hcl_sklearn.genetics.save_grm "
