@@ -309,6 +309,8 @@ class DrugTargetEnrichment(BaseEstimator):
         """Bar chart of ``-log10 p`` of the ``top`` classes; returns the Figure."""
         import matplotlib.pyplot as plt
 
+        from ..genetics.gwas.plotting import NLP_LABEL
+
         if not hasattr(self, "results_"):
             raise AttributeError("Call fit first.")
         r = self.results_.head(top).iloc[::-1]
@@ -316,6 +318,6 @@ class DrugTargetEnrichment(BaseEstimator):
                    else (ax.figure, ax))
         ax.barh(r["drug_class"].astype(str), -np.log10(r["p_value"].clip(lower=1e-300)),
                 color=np.where(r["significant"], "#c00000", "#888888"))
-        ax.set_xlabel(r"$-\log_{10} p$ (one-sided Fisher)")
+        ax.set_xlabel(f"{NLP_LABEL} (one-sided Fisher)")
         fig.tight_layout()
         return fig
