@@ -10,7 +10,7 @@ __all__ = ["manhattan", "miami", "qq", "qq_points"]
 
 _COLORS = ("#1f4e79", "#6fa8dc")
 #: Axis label of -log10 p in plain Unicode: mathtext would cost ~0.3 s of parsing the
-#: first time a figure is drawn (most of drawing a Manhattan and a QQ plot).
+#: first time a figure is drawn (~40% of saving a Miami and a QQ plot in `hcl gwas`).
 NLP_LABEL = "−log₁₀ p"
 
 
