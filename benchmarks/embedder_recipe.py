@@ -35,7 +35,8 @@ BASE = {
     "encoder": "cnn", "cnn_widths": (8, 16), "embed_dim": 24, "proj_dim": 32,
     "pooling": "grid", "proj_hidden_dim": 256, "projector_batchnorm": "per_modality",
     "queue_modalities": "both", "augment": "intensity", "temperature": 0.1,
-    "momentum": 0.9, "lr": 1e-3, "lr_schedule": "cosine_warm_restarts", "batch_size": 16,
+    "momentum": 0.9, "momentum_schedule": "constant", "lr": 1e-3,
+    "lr_schedule": "cosine_warm_restarts", "warmup_epochs": 0, "batch_size": 16,
 }
 #: each option switched back to the reference implementation's value (the reference's
 #: schedule is the default's; the constant rate is the demo's)
@@ -45,8 +46,9 @@ REFERENCE_VALUES = {
     "proj_hidden_dim": None, "batch_size": 4, "lr_schedule": "constant",
 }
 #: other values tried against the base (not the reference's): a wider CNN, a higher
-#: temperature and wider tokens
-OTHER_VALUES = {"cnn_widths": (16, 32), "temperature": 0.2, "embed_dim": 64}
+#: temperature, wider tokens, a momentum schedule and a learning-rate warm-up
+OTHER_VALUES = {"cnn_widths": (16, 32), "temperature": 0.2, "embed_dim": 64,
+                "momentum_schedule": "cosine", "warmup_epochs": 2}
 
 
 def zscore(X):

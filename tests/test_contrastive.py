@@ -174,6 +174,48 @@ def test_lr_follows_cosine_warm_restarts(volumes):
     np.testing.assert_allclose(lrs, ref, rtol=1e-12)  # float64 closed form both sides
 
 
+class _RateSpy(Callback):
+    """Momentum and learning rate in force at each training step (read at batch end,
+    before the schedules' own on_batch_end, as user callbacks come first)."""
+
+    def initialize(self):
+        self.momentum, self.lr = [], []
+        return self
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            self.momentum.append(net.module_.momentum)
+            self.lr.append(net.optimizer_.param_groups[0]["lr"])
+
+
+def test_momentum_schedule_and_warmup_follow_their_closed_forms(volumes):
+    """12 training subjects in batches of 4 for 3 epochs: 9 steps. Momentum
+    1 - (1 - m0)(cos(pi k / 9) + 1) / 2 (BYOL / MoCo v3), lr ramped by (k + 1) / 3 over
+    the first epoch's 3 steps; both restored when training ends, and the epoch schedule
+    underneath (cosine warm restarts) untouched. float64 closed forms on both sides."""
+    params = {**FAST, "max_epochs": 3, "lr": 1e-2, "momentum": 0.5,
+              "momentum_schedule": "cosine", "warmup_epochs": 1}
+    for schedule in ("constant", "cosine_warm_restarts"):
+        spy = _RateSpy()
+        emb = MomentumContrastiveEmbedder(**params, lr_schedule=schedule,
+                                          callbacks=[("spy", spy)]).fit(volumes)
+        spy = dict(emb.net_.callbacks_)["spy"]
+        k = np.arange(9)
+        np.testing.assert_allclose(spy.momentum, 1 - 0.5 * (np.cos(np.pi * k / 9) + 1) / 2,
+                                   rtol=1e-12)
+        epoch_lr = (np.full(3, 1e-2) if schedule == "constant" else
+                    1e-6 + (1e-2 - 1e-6) * (1 + np.cos(np.pi * np.arange(3) / 10)) / 2)
+        if schedule != "constant":  # the epoch schedule's own record
+            np.testing.assert_allclose(emb.history_[:, "event_lr"], epoch_lr, rtol=1e-12)
+        np.testing.assert_allclose(spy.lr, np.repeat(epoch_lr, 3) * np.minimum(1, (k + 1) / 3),
+                                   rtol=1e-12)
+        assert emb.net_.module_.momentum == 0.5
+        # the rate left is the epoch schedule's, stepped after the last epoch
+        last = 1e-2 if schedule == "constant" else (
+            1e-6 + (1e-2 - 1e-6) * (1 + np.cos(np.pi * 3 / 10)) / 2)
+        assert emb.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(last, rel=1e-12)
+
+
 def test_only_query_weights_are_optimised(volumes):
     emb = MomentumContrastiveEmbedder(**FAST).fit(volumes)
     module = emb.net_.module_
@@ -495,6 +537,15 @@ def test_configurations_that_cannot_learn_warn(volumes):
         emb = MomentumContrastiveEmbedder(**{**FAST, "max_epochs": 2, "momentum": 0.5,
                                              "queue_size": None}).fit(volumes)
     assert emb.queue_size_ == 8  # 12 training subjects, batches of 4
+    # the cosine schedule raises the momentum: prod_k (1 - 0.5 (cos(pi k / 6) + 1) / 2)
+    # over the 6 steps keeps 11% of the random weights, where 0.5**6 keeps 1.6%
+    kept = np.prod(1 - 0.5 * (np.cos(np.pi * np.arange(6) / 6) + 1) / 2)
+    assert round(100 * kept) == 11
+    with pytest.warns(ConfigurationWarning, match=r"momentum=0.5 \(cosine schedule\) over the 6 .* leaves 11%.* "
+                      r"Use momentum <= 0.5 with momentum_schedule='constant'"):
+        MomentumContrastiveEmbedder(**{**FAST, "max_epochs": 2, "momentum": 0.5,
+                                       "momentum_schedule": "cosine",
+                                       "queue_size": 8}).fit(volumes)
 
 
 @pytest.mark.slow

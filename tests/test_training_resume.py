@@ -34,6 +34,7 @@ _SCRIPT = textwrap.dedent("""
     model = MomentumContrastiveEmbedder(
         encoder="cnn", cnn_widths=(4, 8), embed_dim=8, proj_dim=8, proj_hidden_dim=16,
         max_epochs=epochs, batch_size=8, queue_size=16, random_state=0, device="cpu",
+        momentum_schedule="cosine", warmup_epochs=1.5,
         checkpoint_dir=None if ckpt == "none" else ckpt,
         callbacks=[("kill", KillAt())] if kill_at > 0 else None)
     model.fit(b.X)
@@ -56,7 +57,8 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     Killed at batch 11 (inside epoch 2) and at a random batch of epochs 2-4; each rerun
     resumes after the last complete epoch and ends bit-identical to the uninterrupted run
     (same CPU kernels and threads; the default cosine LR schedule, the validation split,
-    the best-epoch restore and the intensity augmentation all in play)."""
+    the best-epoch restore and the intensity augmentation all in play, and the per-step
+    momentum schedule and lr warm-up, which must pick up at the right step)."""
     ref = _run(tmp_path, "none", 0, tmp_path / "ref.npz")
     assert ref.returncode == 0, ref.stderr[-2000:]
     ref = np.load(tmp_path / "ref.npz")

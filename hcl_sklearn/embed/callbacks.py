@@ -6,7 +6,11 @@
   validation loss and restores them when training ends (as the reference does);
 * :class:`ValidationAlignment` logs cross-modal retrieval (top-1, recall@k, median
   rank) and linear CKA between the T1 and T2 validation embeddings every epoch,
-  using :mod:`hcl_sklearn.evaluation.metrics`.
+  using :mod:`hcl_sklearn.evaluation.metrics`;
+* :class:`MomentumSchedule` raises the EMA momentum of a MoCo key encoder from its
+  base value to 1 along a half cosine (BYOL, MoCo v3);
+* :class:`LinearWarmup` ramps the learning rate up linearly over the first steps,
+  on top of whatever schedule sets it per epoch.
 
 They are regular skorch callbacks: pass them to any ``NeuralNet`` whose validation
 step returns, as ``y_pred``, embeddings of shape ``(batch, 2, d)`` (T1, T2).
@@ -30,7 +34,31 @@ __all__ = [
     "NonFiniteLossGuard",
     "RestoreBestValidLoss",
     "ValidationAlignment",
+    "MomentumSchedule",
+    "LinearWarmup",
 ]
+
+
+class _StepCallback(Callback):
+    """Base of the per-step schedules: ``step_`` is the 0-based index of the training
+    step that is starting. It is counted from the history at the first training batch
+    (so it continues after a resume, whose history is restored at train begin) and
+    incremented after each training batch."""
+
+    def on_train_begin(self, net, **kwargs):
+        self.step_ = None
+
+    def _step(self, net):
+        if getattr(self, "step_", None) is None:
+            # batches of the history with a train_loss: finished training steps (the
+            # current batch, recorded before on_batch_begin, has none yet)
+            self.step_ = sum(1 for h in net.history for b in h["batches"]
+                             if "train_loss" in b)
+        return self.step_
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training and getattr(self, "step_", None) is not None:
+            self.step_ += 1
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -259,3 +287,91 @@ class EpochCheckpoint(Callback):
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+
+
+class MomentumSchedule(_StepCallback):
+    """Raise the EMA momentum of the key encoder from ``base`` to 1 along a half cosine.
+
+    Before training step ``k`` of ``total_steps`` the module's ``momentum`` is set to
+    ``1 - (1 - base) * (cos(pi * k / total_steps) + 1) / 2`` (BYOL, Grill et al. 2020;
+    MoCo v3, Chen et al. 2021): early on the keys follow the queries quickly, late in
+    training they average over many steps. The step is counted from the history, so
+    the schedule continues after a resume.
+
+    Parameters
+    ----------
+    base : float
+        Momentum at the first step.
+    total_steps : int
+        Training steps of the whole fit (``max_epochs * batches per epoch``).
+
+    Examples
+    --------
+    >>> from hcl_sklearn.embed.callbacks import MomentumSchedule
+    >>> cb = MomentumSchedule(0.9, total_steps=100)
+    >>> round(cb.momentum_at(0), 3), round(cb.momentum_at(50), 3), cb.momentum_at(100)
+    (0.9, 0.95, 1.0)
+    """
+
+    def __init__(self, base, total_steps):
+        self.base = base
+        self.total_steps = total_steps
+
+    def momentum_at(self, step):
+        """The momentum before training step ``step`` (0-based)."""
+        frac = min(max(step / max(int(self.total_steps), 1), 0.0), 1.0)
+        return 1.0 - (1.0 - float(self.base)) * (math.cos(math.pi * frac) + 1.0) / 2.0
+
+    def on_batch_begin(self, net, training=False, **kwargs):
+        if training:
+            net.module_.momentum = self.momentum_at(self._step(net))
+
+    def on_train_end(self, net, **kwargs):
+        net.module_.momentum = float(self.base)  # the module's parameter, as built
+        self.step_ = None
+
+
+class LinearWarmup(_StepCallback):
+    """Scale the learning rate by ``(k + 1) / warmup_steps`` for the first training steps.
+
+    The optimizer's rate set by the epoch schedule (constant, cosine) is multiplied
+    during step ``k < warmup_steps`` and restored after it, so the schedule is
+    untouched (Goyal et al. 2017; MoCo v3). The step is counted from the history.
+
+    Parameters
+    ----------
+    warmup_steps : int
+        Steps of the ramp; 0 turns it off.
+
+    Examples
+    --------
+    >>> from hcl_sklearn.embed.callbacks import LinearWarmup
+    >>> LinearWarmup(10).factor_at(0), LinearWarmup(10).factor_at(9)
+    (0.1, 1.0)
+    """
+
+    def __init__(self, warmup_steps):
+        self.warmup_steps = warmup_steps
+
+    def factor_at(self, step):
+        """The factor of the rate during training step ``step`` (0-based)."""
+        n = int(self.warmup_steps)
+        return 1.0 if step >= n else (step + 1) / n
+
+    def on_batch_begin(self, net, training=False, **kwargs):
+        self._saved = None
+        if not training:
+            return
+        f = self.factor_at(self._step(net))
+        if f < 1.0:
+            groups = net.optimizer_.param_groups
+            self._saved = [g["lr"] for g in groups]
+            for g, lr in zip(groups, self._saved):
+                g["lr"] = lr * f
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        saved, self._saved = getattr(self, "_saved", None), None
+        if saved is not None:
+            for g, lr in zip(net.optimizer_.param_groups, saved):
+                g["lr"] = lr
+        super().on_batch_end(net, training=training, **kwargs)

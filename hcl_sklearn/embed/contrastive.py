@@ -41,8 +41,8 @@ from torch.utils.data import Subset
 
 from .nn.distributed import (ShardedEpochSampler, all_gather_cat, average_gradients,
                              in_torchrun, setup_from_env, world)
-from .callbacks import (EpochCheckpoint, NonFiniteLossGuard, RestoreBestValidLoss,
-                        ValidationAlignment)
+from .callbacks import (EpochCheckpoint, LinearWarmup, MomentumSchedule,
+                        NonFiniteLossGuard, RestoreBestValidLoss, ValidationAlignment)
 from .nn.augment import IntensityAugmentation
 from .nn.moco import MomentumContrast, SymmetricInfoNCE
 from .nn.runtime import (
@@ -70,10 +70,11 @@ REFERENCE_PARAMS = {
     "encoder": "vit", "patch_size": (14, 16, 14), "embed_dim": 384, "depth": 12,
     "n_heads": 6, "cnn_widths": (16, 32, 64), "pooling": "mean", "proj_dim": 256,
     "proj_hidden_dim": None, "projector_batchnorm": "shared", "shared_encoder": True,
-    "momentum": 0.999, "queue_size": 65536, "temperature": 0.07, "queue_modalities": "t2",
-    "augment": "none", "lr": 1e-4, "weight_decay": 0.01,
-    "lr_schedule": "cosine_warm_restarts", "max_epochs": 100, "batch_size": 4,
-    "validation_fraction": 0.1,
+    "momentum": 0.999, "momentum_schedule": "constant", "queue_size": 65536,
+    "temperature": 0.07, "queue_modalities": "t2", "augment": "none", "lr": 1e-4,
+    "weight_decay": 0.01,
+    "lr_schedule": "cosine_warm_restarts", "warmup_epochs": 0, "max_epochs": 100,
+    "batch_size": 4, "validation_fraction": 0.1,
 }
 
 #: CosineAnnealingWarmRestarts settings of the reference, stepped once per epoch.
@@ -284,6 +285,10 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
         EMA coefficient of the key encoder and projector, updated once per step
         before the keys are computed (reference: 0.999, made for ~10^6 steps; ``fit``
         warns when the key encoder would keep > 5% of its random initial weights).
+    momentum_schedule : {'constant', 'cosine'}, default='constant'
+        ``'cosine'``: the momentum rises from ``momentum`` to 1 along a half cosine over
+        the fit's steps (BYOL, MoCo v3), see
+        :class:`~hcl_sklearn.embed.callbacks.MomentumSchedule`.
     queue_size : int or None, default=65536
         Requested number of negative keys (``None``: the longest queue the training
         subjects fill, one key per other subject, without a warning). Clipped to
@@ -308,6 +313,10 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
     lr_schedule : {'cosine_warm_restarts', 'constant'}, default='cosine_warm_restarts'
         ``CosineAnnealingWarmRestarts(T_0=10, T_mult=2, eta_min=1e-6)`` stepped per epoch
         (reference), or a constant rate.
+    warmup_epochs : float, default=0
+        Linear learning-rate warm-up over this many epochs' steps, on top of
+        ``lr_schedule`` (MoCo v3), see :class:`~hcl_sklearn.embed.callbacks.LinearWarmup`.
+        0 (reference): none.
     max_epochs : int, default=100
     batch_size : int, default=16
         Subjects per step (reference: 4 per GPU).
@@ -439,6 +448,7 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
         "projector_batchnorm": [StrOptions({"shared", "per_modality"})],
         "shared_encoder": ["boolean"],
         "momentum": [Interval(numbers.Real, 0, 1, closed="both")],
+        "momentum_schedule": [StrOptions({"constant", "cosine"})],
         "queue_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "temperature": [Interval(numbers.Real, 0, None, closed="neither")],
         "queue_modalities": [StrOptions({"t2", "both"})],
@@ -446,6 +456,7 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "lr_schedule": [StrOptions({"cosine_warm_restarts", "constant"})],
+        "warmup_epochs": [Interval(numbers.Real, 0, None, closed="left")],
         "max_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither"), None],
@@ -466,9 +477,10 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
     def __init__(self, encoder="cnn", *, patch_size=(14, 16, 14), embed_dim=24, depth=12,
                  n_heads=6, cnn_widths=(8, 16), pooling="grid", proj_dim=32,
                  proj_hidden_dim=256, projector_batchnorm="per_modality", shared_encoder=True,
-                 momentum=0.9, queue_size=65536, temperature=0.1, queue_modalities="both",
-                 augment="intensity", lr=1e-3, weight_decay=0.01,
-                 lr_schedule="cosine_warm_restarts", max_epochs=100, batch_size=16,
+                 momentum=0.9, momentum_schedule="constant", queue_size=65536,
+                 temperature=0.1, queue_modalities="both", augment="intensity", lr=1e-3,
+                 weight_decay=0.01, lr_schedule="cosine_warm_restarts", warmup_epochs=0,
+                 max_epochs=100, batch_size=16,
                  validation_fraction=0.1, output="pooled",
                  target_shape="auto", downsample=1, cache_dir=None, temp_folder=None,
                  device="auto", precision="auto", num_workers=0, random_state=None,
@@ -485,6 +497,7 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
         self.projector_batchnorm = projector_batchnorm
         self.shared_encoder = shared_encoder
         self.momentum = momentum
+        self.momentum_schedule = momentum_schedule
         self.queue_size = queue_size
         self.temperature = temperature
         self.queue_modalities = queue_modalities
@@ -492,6 +505,7 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
         self.lr = lr
         self.weight_decay = weight_decay
         self.lr_schedule = lr_schedule
+        self.warmup_epochs = warmup_epochs
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.validation_fraction = validation_fraction
@@ -530,15 +544,23 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
         configuration: an EMA key encoder that barely leaves its random initialisation
         in the steps available, or a queue longer than the other training subjects."""
         steps = self.max_epochs * math.ceil(n_train / self.batch_size)
-        kept = self.momentum ** steps if steps else 1.0
+        if self.momentum_schedule == "cosine":  # the product of the scheduled momenta
+            schedule = MomentumSchedule(self.momentum, steps)
+            kept = math.exp(sum(math.log(max(schedule.momentum_at(k), 1e-300))
+                                for k in range(steps)))
+        else:
+            kept = self.momentum ** steps if steps else 1.0
         if steps and kept > 0.05:
             suggestion = max(0.0, 1.0 - 3.0 / steps)
+            cosine = self.momentum_schedule == "cosine"
+            which = " (cosine schedule)" if cosine else ""
+            fix = " with momentum_schedule='constant'" if cosine else ""
             warnings.warn(
-                f"momentum={self.momentum} over the {steps} training steps available "
+                f"momentum={self.momentum}{which} over the {steps} training steps available "
                 f"({n_train} subjects, batch_size={self.batch_size}, max_epochs="
                 f"{self.max_epochs}) leaves {kept:.0%} of the random initial weights in the "
-                f"key encoder, so the keys barely learn. Use momentum <= {suggestion:.3g} "
-                "or more epochs/subjects.", ConfigurationWarning, stacklevel=4)
+                f"key encoder, so the keys barely learn. Use momentum <= {suggestion:.3g}"
+                f"{fix} or more epochs/subjects.", ConfigurationWarning, stacklevel=4)
         if self.queue_size is not None and self.queue_size_ < self.queue_size:
             warnings.warn(
                 f"queue_size={self.queue_size} is more than the {n_train} training subjects "
@@ -553,6 +575,13 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
             callbacks.append(("lr_scheduler", LRScheduler(
                 policy=torch.optim.lr_scheduler.CosineAnnealingWarmRestarts,
                 **COSINE_WARM_RESTARTS)))
+        steps_per_epoch = math.ceil(n_train / self.batch_size)
+        if self.warmup_epochs:
+            callbacks.append(("lr_warmup", LinearWarmup(
+                max(1, round(self.warmup_epochs * steps_per_epoch)))))
+        if self.momentum_schedule == "cosine":
+            callbacks.append(("momentum_schedule", MomentumSchedule(
+                self.momentum, self.max_epochs * steps_per_epoch)))
         if valid_ds is not None:
             callbacks.append(("restore_best", RestoreBestValidLoss()))
         rank, size = world()
