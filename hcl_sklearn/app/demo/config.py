@@ -64,6 +64,9 @@ class DemoConfig:
     queue_modalities: str = "both"
     lr: float = 1e-3
     lr_schedule: str = "constant"
+    #: linear lr warm-up over the first 2 epochs: at this scale it raised the shared
+    #: factors' held-out R² by 0.03-0.05 over two seeds (docs/embedder.md)
+    warmup_epochs: float = 2
     augment: str = "intensity"
     proj_hidden_dim: object = 256
     max_epochs: int = 80

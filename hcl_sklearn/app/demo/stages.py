@@ -97,7 +97,8 @@ def _stage_train(cfg, results, kind, verbose):
                     embed_dim=cfg.embed_dim, pooling=pooling, proj_dim=cfg.proj_dim,
                     projector_batchnorm=cfg.projector_batchnorm, momentum=cfg.momentum,
                     temperature=cfg.temperature, queue_modalities=cfg.queue_modalities,
-                    lr=cfg.lr, lr_schedule=cfg.lr_schedule, max_epochs=cfg.max_epochs,
+                    lr=cfg.lr, lr_schedule=cfg.lr_schedule,
+                    warmup_epochs=cfg.warmup_epochs, max_epochs=cfg.max_epochs,
                     augment=cfg.augment, proj_hidden_dim=cfg.proj_hidden_dim,
                     batch_size=cfg.batch_size, queue_size=None,
                     device=cfg.device, random_state=cfg.random_state, verbose=verbose)
