@@ -64,8 +64,10 @@ class DemoConfig:
     queue_modalities: str = "both"
     lr: float = 1e-3
     lr_schedule: str = "constant"
-    #: linear lr warm-up over the first 2 epochs: at this scale it raised the shared
-    #: factors' held-out R² by 0.03-0.05 over two seeds (docs/embedder.md)
+    #: linear lr warm-up over the first 2 epochs, at no time cost: in the recipe
+    #: benchmark at this scale it raised the shared factors' held-out R² by 0.03-0.05 over
+    #: two seeds; in the demo runs, the specific factors' by 0.06-0.08 and the shared
+    #: ones' by < 0.01 (docs/embedder.md, docs/results.md)
     warmup_epochs: float = 2
     augment: str = "intensity"
     proj_hidden_dim: object = 256
