@@ -539,11 +539,16 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
             raise ValueError(f"pooling must be 'grid', 'mean' or a grid of 3 positive ints "
                              f"such as (2, 2, 2); got {self.pooling!r}.")
 
+    def _steps_per_epoch(self, n_train):
+        """Optimizer steps per epoch (the last batch may be short; under torchrun each
+        rank takes its share of every global batch, so the count is the same)."""
+        return math.ceil(n_train / self.batch_size)
+
     def _warn_if_it_cannot_learn(self, n_train):
         """Warn (naming the parameters to change) where the data are too few for the
         configuration: an EMA key encoder that barely leaves its random initialisation
         in the steps available, or a queue longer than the other training subjects."""
-        steps = self.max_epochs * math.ceil(n_train / self.batch_size)
+        steps = self.max_epochs * self._steps_per_epoch(n_train)
         if self.momentum_schedule == "cosine":  # the product of the scheduled momenta
             schedule = MomentumSchedule(self.momentum, steps)
             kept = math.exp(sum(math.log(max(schedule.momentum_at(k), 1e-300))
@@ -575,7 +580,7 @@ class MomentumContrastiveEmbedder(PairedVolumeEmbedder):
             callbacks.append(("lr_scheduler", LRScheduler(
                 policy=torch.optim.lr_scheduler.CosineAnnealingWarmRestarts,
                 **COSINE_WARM_RESTARTS)))
-        steps_per_epoch = math.ceil(n_train / self.batch_size)
+        steps_per_epoch = self._steps_per_epoch(n_train)
         if self.warmup_epochs:
             callbacks.append(("lr_warmup", LinearWarmup(
                 max(1, round(self.warmup_epochs * steps_per_epoch)))))
